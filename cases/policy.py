@@ -161,6 +161,9 @@ class Policy(_Model):
     rejection_reasons: dict[str, Rejection]
     processing_time_text: str
     duplicate: Duplicate
+    # field: department by field, commune authority where one is set for the field (001);
+    # location: always the authority of the reported commune (004 Đ6)
+    routing_by: Literal["field", "location"] = "field"
     routing_min_confidence: float = Field(ge=0, le=1)
     conversation_expiry_hours: float = Field(gt=0)
     _gazetteer: Gazetteer | None = PrivateAttr(default=None)
