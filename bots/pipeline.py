@@ -1,0 +1,97 @@
+"""From a stored raw event to the bot's answer in the outbox, exactly once.
+
+The gateway gives each channel `sink(channel)` to store events before acknowledging
+them; `Pipeline.run` then claims stored events one by one, lets the channel parse them,
+resolves media, and runs the bot inside a transaction that also queues the replies and
+marks the event done. A crash anywhere before the commit leaves the event to be claimed
+again after its lease; a redelivered event is refused by the unique index at the sink.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Mapping
+
+from pymongo.errors import PyMongoError
+
+from bots.base import Bot
+from channels.base import Channel, EventSink
+from normalizer.media import MediaLimits, resolve_media
+from store.database import Database
+from store.media import MediaStore
+from store.models import InboundRecord
+from store.repos import Store, unit_of_work
+
+log = logging.getLogger(__name__)
+
+MAX_ATTEMPTS = 5
+
+
+class Pipeline:
+    def __init__(self, database: Database, channels: Mapping[str, Channel], bot: Bot,
+                 media: MediaStore, limits: MediaLimits = MediaLimits()) -> None:
+        self.database = database
+        self.channels = channels
+        self.bot = bot
+        self.media = media
+        self.limits = limits
+        self.wakeup = asyncio.Event()
+
+    def sink(self, channel: str) -> EventSink:
+        async def store_event(message_id: str, sender: str, payload: dict[str, Any]) -> bool:
+            new = await Store(self.database).inbound.record(channel, message_id, sender, payload)
+            if new:
+                self.wakeup.set()
+            return new
+        return store_event
+
+    async def process_one(self) -> bool:
+        """Claim and handle one stored event; False when there was nothing to do."""
+        record = await Store(self.database).inbound.claim()
+        if record is None:
+            return False
+        try:
+            await self._handle(record)
+        except PyMongoError:
+            raise  # the lease expires and the event is claimed again
+        except Exception as exc:  # noqa: BLE001 - one bad event must not stop the loop
+            log.exception("event %s/%s failed", record.channel, record.message_id)
+            status = "failed" if record.attempts >= MAX_ATTEMPTS else "pending"
+            await Store(self.database).inbound.finish(record.id, status, f"{type(exc).__name__}: {exc}"[:300])
+        return True
+
+    async def _handle(self, record: InboundRecord) -> None:
+        channel = self.channels.get(record.channel)
+        if channel is None:
+            await Store(self.database).inbound.finish(record.id, "failed", "channel not enabled")
+            return
+        inbound = channel.parse(record.message_id, record.sender, record.payload)
+        if inbound is None:
+            await Store(self.database).inbound.finish(record.id, "ignored")
+            return
+        inbound = await resolve_media(inbound, channel.fetch_media, self.media, self.limits)
+        async with unit_of_work(self.database) as store:
+            deliveries = await self.bot.handle(inbound, store)
+            for n, d in enumerate(deliveries):
+                await store.outbox.enqueue(f"in:{record.id}:{n}", d.channel, d.address, d.message)
+            await store.inbound.finish(record.id, "done")
+
+    async def run(self, stop: asyncio.Event, idle_seconds: float = 0.5) -> None:
+        while not stop.is_set():
+            try:
+                busy = await self.process_one()
+            except PyMongoError as exc:
+                log.warning("database unavailable while processing: %s", str(exc).splitlines()[0])
+                busy = False
+            if not busy:
+                self.wakeup.clear()
+                await _wait_any(stop, self.wakeup, idle_seconds)
+
+
+async def _wait_any(stop: asyncio.Event, wakeup: asyncio.Event, timeout: float) -> None:
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wakeup.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()

@@ -1,0 +1,24 @@
+"""Every sentence a citizen or officer reads, rendered from `templates/<language>/`.
+
+Bots and the agency loop call `Texts.render`; wording never lives in Python strings.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
+LANGUAGES = ("vi", "en")
+
+
+class Texts:
+    def __init__(self, directory: Path = TEMPLATES_DIR) -> None:
+        self._env = Environment(
+            loader=FileSystemLoader(str(directory)), undefined=StrictUndefined,
+            autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+            trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False)
+
+    def render(self, name: str, language: str = "vi", **context: object) -> str:
+        lang = language if language in LANGUAGES else "vi"
+        return self._env.get_template(f"{lang}/{name}.txt").render(**context).strip()

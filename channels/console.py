@@ -1,0 +1,89 @@
+"""The terminal as a channel, so a newcomer can file a report without any platform.
+
+Enabled by `run_bots.py` when no platform credentials are configured. Each line typed is
+one message; `/photo PATH` attaches a picture, `/location LAT LON` shares a position,
+`/contact PHONE [NAME]` shares a phone number as a platform would.
+"""
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from pathlib import Path
+from typing import Any, TextIO
+
+from channels.base import EventSink
+from normalizer.messages import Contact, GeoPoint, Inbound, MediaRef, Outbound
+
+SENDER = "console-user"
+
+
+def parse_line(line: str) -> dict[str, Any]:
+    """The payload the console stores for one typed line."""
+    words = line.strip().split(maxsplit=2)
+    if words[:1] == ["/photo"] and len(words) >= 2:
+        return {"photo": line.strip()[len("/photo"):].strip()}
+    if words[:1] == ["/location"] and len(words) == 3:
+        return {"location": words[1:]}
+    if words[:1] == ["/contact"] and len(words) >= 2:
+        return {"contact": words[1], "name": words[2] if len(words) > 2 else None}
+    return {"text": line.strip()}
+
+
+class ConsoleChannel:
+    name = "console"
+
+    def __init__(self, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout, *,
+                 max_file_bytes: int = 20_000_000) -> None:
+        self._in, self._out = stdin, stdout
+        self._max = max_file_bytes
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, sink: EventSink) -> None:
+        self._task = asyncio.create_task(self._read(sink))
+
+    async def _read(self, sink: EventSink) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            line = await loop.run_in_executor(None, self._in.readline)
+            if not line:
+                return
+            if line.strip():
+                await sink(uuid.uuid4().hex, SENDER, parse_line(line))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    def parse(self, message_id: str, sender: str, payload: dict[str, Any]) -> Inbound | None:
+        inbound = Inbound(channel=self.name, sender=sender, message_id=message_id,
+                          text=str(payload.get("text") or ""))
+        if payload.get("photo"):
+            inbound.media = [MediaRef(ref=str(payload["photo"]))]
+        if payload.get("location"):
+            try:
+                lat, lon = (float(v) for v in payload["location"])
+                inbound.location = GeoPoint(lat=lat, lon=lon)
+            except ValueError:
+                inbound.text = " ".join(map(str, payload["location"]))
+        if payload.get("contact"):
+            inbound.contact = Contact(phone=str(payload["contact"]), name=payload.get("name"))
+        return inbound
+
+    async def fetch_media(self, media: MediaRef) -> bytes:
+        path = Path(media.ref).expanduser()
+        if not path.is_file() or path.stat().st_size > self._max:
+            return b""  # the normalizer refuses it as not an image
+        return path.read_bytes()
+
+    async def send(self, address: str, message: Outbound) -> str | None:
+        lines = [f"\n🤖 {message.text}"]
+        if message.buttons:
+            lines.append("   [" + " | ".join(b.label for b in message.buttons) + "]")
+        if message.ask_location:
+            lines.append("   (/location VĨ_ĐỘ KINH_ĐỘ)")
+        if message.photos:
+            lines.append(f"   ({len(message.photos)} ảnh)")
+        self._out.write("\n".join(lines) + "\n> ")
+        self._out.flush()
+        return None

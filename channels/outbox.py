@@ -1,0 +1,88 @@
+"""The outbox worker: sends what the bots queued, with retries, and records the outcome.
+
+Started by the gateway beside the pipeline. Each item is claimed with a lease, sent
+through its channel, and marked; a failed send is retried with exponential backoff (or
+the platform's Retry-After); a closed messaging window is handed to `on_window_closed`
+so the agency loop can fall back to another route instead of dropping the message.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from typing import Awaitable, Callable, Mapping
+
+from pymongo.errors import PyMongoError
+
+from channels.base import Channel, PermanentFailure, RetryLater, Unreachable, WindowClosed
+from normalizer.messages import utcnow
+from store.database import Database
+from store.models import OutboxItem
+from store.repos import Store
+
+log = logging.getLogger(__name__)
+
+WindowClosedHook = Callable[[OutboxItem], Awaitable[None]]
+
+
+def backoff(attempt: int, base: float = 2.0, cap: float = 900.0) -> float:
+    return min(cap, base ** attempt)
+
+
+class OutboxWorker:
+    def __init__(self, database: Database, channels: Mapping[str, Channel], *,
+                 max_attempts: int = 8, on_window_closed: WindowClosedHook | None = None) -> None:
+        self.database = database
+        self.channels = channels
+        self.max_attempts = max_attempts
+        self.on_window_closed = on_window_closed
+
+    async def deliver_one(self) -> bool:
+        store = Store(self.database)
+        item = await store.outbox.claim()
+        if item is None:
+            return False
+        channel = self.channels.get(item.channel)
+        if channel is None:
+            await store.outbox.mark(item.id, "failed", error="channel not enabled")
+            return True
+        try:
+            platform_id = await channel.send(item.address, item.message)
+        except RetryLater as exc:
+            await self._retry(store, item, str(exc), exc.after)
+        except WindowClosed as exc:
+            await store.outbox.mark(item.id, "window_closed", error=str(exc))
+            if self.on_window_closed is not None:
+                await self.on_window_closed(item)
+        except Unreachable as exc:
+            await store.outbox.mark(item.id, "unreachable", error=str(exc))
+            await store.citizens.mark_unreachable(item.channel, item.address)
+        except PermanentFailure as exc:
+            await store.outbox.mark(item.id, "failed", error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - network errors and channel bugs alike retry
+            await self._retry(store, item, f"{type(exc).__name__}: {exc}", None)
+        else:
+            await store.outbox.mark(item.id, "sent", platform_id=platform_id)
+        return True
+
+    async def _retry(self, store: Store, item: OutboxItem, error: str, after: float | None) -> None:
+        if item.attempts >= self.max_attempts:
+            log.error("giving up on %s after %d attempts: %s", item.id, item.attempts, error)
+            await store.outbox.mark(item.id, "failed", error=error)
+            return
+        delay = after if after is not None else backoff(item.attempts)
+        log.info("retrying %s in %.1f s: %s", item.id, delay, error)
+        await store.outbox.mark(item.id, "pending", error=error, retry_at=utcnow() + timedelta(seconds=delay))
+
+    async def run(self, stop: asyncio.Event, idle_seconds: float = 0.5) -> None:
+        while not stop.is_set():
+            try:
+                busy = await self.deliver_one()
+            except PyMongoError as exc:
+                log.warning("database unavailable in outbox: %s", str(exc).splitlines()[0])
+                busy = False
+            if not busy:
+                try:
+                    await asyncio.wait_for(stop.wait(), idle_seconds)
+                except asyncio.TimeoutError:
+                    pass

@@ -1,0 +1,74 @@
+"""Connection to MongoDB (or the embedded server) and the indexes every collection needs.
+
+`run_bots.py` and the tests call `connect` once and pass the resulting `Database` to the
+repositories; nothing else creates a client.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gridfs import AsyncGridFSBucket
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
+
+
+class DatabaseUnavailable(RuntimeError):
+    """The configured database did not answer in time."""
+
+
+@dataclass
+class Database:
+    client: AsyncMongoClient
+    db: AsyncDatabase
+
+    @property
+    def fs(self) -> AsyncGridFSBucket:
+        return AsyncGridFSBucket(self.db, bucket_name="media")
+
+    async def ping(self) -> bool:
+        try:
+            await self.db.command("ping")
+            return True
+        except PyMongoError:
+            return False
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+async def connect(uri: str, name: str, timeout_ms: int = 5000) -> Database:
+    """Open the client, check the server answers within `timeout_ms`, create indexes."""
+    client: AsyncMongoClient = AsyncMongoClient(
+        uri, serverSelectionTimeoutMS=timeout_ms, connectTimeoutMS=timeout_ms, tz_aware=True)
+    database = Database(client, client[name])
+    try:
+        await database.db.command("ping")
+        await ensure_indexes(database.db)
+    except PyMongoError as exc:
+        await client.close()
+        first_line = str(exc).splitlines()[0][:200]
+        raise DatabaseUnavailable(f"database at {_redact(uri)} is unreachable: {first_line}") from None
+    return database
+
+
+def _redact(uri: str) -> str:
+    if "@" in uri:
+        scheme, _, rest = uri.partition("://")
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return uri
+
+
+async def ensure_indexes(db: AsyncDatabase) -> None:
+    await db.inbound.create_index([("channel", ASCENDING), ("message_id", ASCENDING)], unique=True)
+    await db.inbound.create_index([("status", ASCENDING), ("received_at", ASCENDING)])
+    await db.outbox.create_index([("status", ASCENDING), ("next_attempt_at", ASCENDING)])
+    await db.reflections.create_index("code", unique=True)
+    await db.reflections.create_index([("status", ASCENDING), ("created_at", DESCENDING)])
+    await db.reflections.create_index([("citizen_id", ASCENDING)])
+    await db.reflections.create_index([("geo", "2dsphere")])
+    await db.citizens.create_index("phone", unique=True, sparse=True)
+    await db.citizens.create_index([("identities.channel", ASCENDING), ("identities.address", ASCENDING)])
+    await db.conversations.create_index([("expires_at", ASCENDING)])
+    await db.audit.create_index([("reflection_code", ASCENDING), ("at", ASCENDING)])
+    await db.agencies.create_index("agency_id", unique=True)

@@ -1,0 +1,146 @@
+"""Typed records the repositories read and write; bots and cases never see raw documents."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from normalizer.messages import Outbound, utcnow
+
+
+class Record(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class Identity(Record):
+    channel: str
+    address: str
+    unreachable: bool = False
+
+
+class Citizen(Record):
+    id: str = Field(alias="_id")
+    phone: str | None = None  # E.164, verified; the key across channels
+    name: str | None = None
+    email: str | None = None
+    address: str | None = None
+    identities: list[Identity] = []
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Place(Record):
+    lat: float | None = None
+    lon: float | None = None
+    address: str | None = None
+    commune: str | None = None
+    commune_code: str | None = None
+
+
+class Person(Record):
+    name: str | None = None
+    phone: str | None = None
+    email: str | None = None
+    address: str | None = None
+
+
+class Subscriber(Record):
+    channel: str
+    address: str
+    language: str = "vi"
+    context: dict[str, str] = {}
+
+
+class Reflection(Record):
+    """A filed citizen report (phản ánh) and where it stands."""
+
+    code: str
+    status: str = "received"
+    channel: str
+    sender: str
+    citizen_id: str | None = None
+    citizen: Person = Person()
+    content: str
+    location: Place = Place()
+    photos: list[str] = []
+    field: str = "other"
+    field_confidence: float = 0.0
+    agency: str | None = None
+    confidential: bool = False
+    urgent: bool = False
+    emergency_number: str | None = None
+    language: str = "vi"
+    duplicate_of: str | None = None
+    subscribers: list[Subscriber] = []
+    deadlines: dict[str, datetime] = {}
+    version: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class InboundRecord(Record):
+    id: Any = Field(alias="_id")
+    channel: str
+    message_id: str
+    sender: str
+    payload: dict[str, Any]
+    status: str = "pending"  # pending | processing | done | ignored | failed
+    attempts: int = 0
+    reason: str | None = None
+    received_at: datetime = Field(default_factory=utcnow)
+
+
+class OutboxItem(Record):
+    id: str = Field(alias="_id")  # deterministic: a redelivered cause never queues twice
+    channel: str
+    address: str
+    message: Outbound
+    status: str = "pending"  # pending | sending | sent | failed | window_closed | unreachable
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    last_error: str | None = None
+    platform_message_id: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None
+
+
+class AuditEntry(Record):
+    reflection_code: str
+    actor: str  # "citizen:<channel>:<id>", "staff:<id>", "system:<part>"
+    action: str
+    from_status: str | None = None
+    to_status: str | None = None
+    reason: str | None = None
+    at: datetime = Field(default_factory=utcnow)
+
+
+class Draft(Record):
+    """What the intake conversation has gathered so far."""
+
+    name: str | None = None
+    name_offered: str | None = None  # from the platform profile or a past report; needs a yes
+    phone: str | None = None
+    phone_offered: str | None = None
+    email: str | None = None
+    address: str | None = None
+    content: str | None = None
+    location: Place | None = None
+    photos: list[str] = []
+    confidential: bool = False
+    urgent: bool = False
+    emergency_number: str | None = None
+
+
+class Conversation(Record):
+    id: str = Field(alias="_id")  # "<channel>:<sender>"
+    channel: str
+    sender: str
+    stage: str = "collecting"  # collecting | confirming | rating
+    language: str = "vi"
+    draft: Draft = Draft()
+    asking: str | None = None  # the field the last question asked for
+    context: dict[str, str] = {}  # channel context to thread replies (e-mail subject, ids)
+    rating_for: str | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime | None = None
+    expiry_notified: bool = False

@@ -1,0 +1,206 @@
+"""Repositories: the only code that knows collection names and document shapes.
+
+Bots, cases and channels' workers get a `Store` (optionally bound to a transaction
+session by `unit_of_work`) and call these typed methods.
+"""
+from __future__ import annotations
+
+import uuid
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from typing import Any, AsyncIterator
+
+from bson import ObjectId
+from pymongo import ReturnDocument
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.errors import DuplicateKeyError
+
+from normalizer.messages import Outbound, utcnow
+from store.database import Database
+from store.models import (AuditEntry, Citizen, Conversation, Identity, InboundRecord,
+                          OutboxItem, Reflection)
+from store.safe import plain
+
+
+class _Repo:
+    def __init__(self, database: Database, session: AsyncClientSession | None) -> None:
+        self.db = database.db
+        self.s = session
+
+
+class InboundRepo(_Repo):
+    """Raw events from the channels: stored before the platform is acknowledged."""
+
+    async def record(self, channel: str, message_id: str, sender: str, payload: dict[str, Any]) -> bool:
+        doc = {"channel": plain(channel), "message_id": plain(message_id), "sender": plain(sender),
+               "payload": payload, "status": "pending", "attempts": 0, "received_at": utcnow()}
+        try:
+            await self.db.inbound.insert_one(doc, session=self.s)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def claim(self, lease: timedelta = timedelta(seconds=60)) -> InboundRecord | None:
+        now = utcnow()
+        doc = await self.db.inbound.find_one_and_update(
+            {"$or": [{"status": "pending"}, {"status": "processing", "lease_until": {"$lt": now}}]},
+            {"$set": {"status": "processing", "lease_until": now + lease}, "$inc": {"attempts": 1}},
+            sort=[("received_at", 1)], return_document=ReturnDocument.AFTER, session=self.s)
+        return InboundRecord.model_validate(doc) if doc else None
+
+    async def finish(self, record_id: ObjectId, status: str, reason: str | None = None) -> None:
+        await self.db.inbound.update_one(
+            {"_id": record_id}, {"$set": {"status": status, "reason": reason, "done_at": utcnow()},
+                                 "$unset": {"lease_until": ""}}, session=self.s)
+
+    async def count(self, **filters: str) -> int:
+        return await self.db.inbound.count_documents({k: plain(v) for k, v in filters.items()},
+                                                     session=self.s)
+
+
+class OutboxRepo(_Repo):
+    """Every message that leaves: stored first, sent by the outbox worker, never twice."""
+
+    async def enqueue(self, key: str, channel: str, address: str, message: Outbound) -> bool:
+        item = OutboxItem(_id=key, channel=channel, address=address, message=message)
+        try:
+            await self.db.outbox.insert_one(item.model_dump(by_alias=True, mode="python"), session=self.s)
+        except DuplicateKeyError:
+            return False
+        return True
+
+    async def claim(self, lease: timedelta = timedelta(seconds=120)) -> OutboxItem | None:
+        now = utcnow()
+        doc = await self.db.outbox.find_one_and_update(
+            {"$or": [{"status": "pending", "next_attempt_at": {"$lte": now}},
+                     {"status": "sending", "lease_until": {"$lt": now}}]},
+            {"$set": {"status": "sending", "lease_until": now + lease}, "$inc": {"attempts": 1}},
+            sort=[("next_attempt_at", 1)], return_document=ReturnDocument.AFTER, session=self.s)
+        return OutboxItem.model_validate(doc) if doc else None
+
+    async def mark(self, key: str, status: str, *, error: str | None = None,
+                   retry_at: datetime | None = None, platform_id: str | None = None) -> None:
+        fields: dict[str, Any] = {"status": status, "last_error": error}
+        if retry_at is not None:
+            fields["next_attempt_at"] = retry_at
+        if status == "sent":
+            fields.update(sent_at=utcnow(), platform_message_id=platform_id)
+        await self.db.outbox.update_one({"_id": key}, {"$set": fields, "$unset": {"lease_until": ""}},
+                                        session=self.s)
+
+    async def list(self, **filters: str) -> list[OutboxItem]:
+        cursor = self.db.outbox.find({k: plain(v) for k, v in filters.items()}, session=self.s)
+        return [OutboxItem.model_validate(d) async for d in cursor.sort("created_at", 1)]
+
+
+class ConversationRepo(_Repo):
+    async def get(self, channel: str, sender: str) -> Conversation | None:
+        doc = await self.db.conversations.find_one({"_id": f"{plain(channel)}:{plain(sender)}"},
+                                                   session=self.s)
+        return Conversation.model_validate(doc) if doc else None
+
+    async def save(self, conv: Conversation) -> None:
+        conv.updated_at = utcnow()
+        doc = conv.model_dump(by_alias=True, mode="python")
+        await self.db.conversations.replace_one({"_id": conv.id}, doc, upsert=True, session=self.s)
+
+    async def delete(self, conv_id: str) -> None:
+        await self.db.conversations.delete_one({"_id": plain(conv_id)}, session=self.s)
+
+    async def expired(self, now: datetime, limit: int = 100) -> list[Conversation]:
+        cursor = self.db.conversations.find(
+            {"expires_at": {"$lte": now}, "expiry_notified": False}, session=self.s).limit(limit)
+        return [Conversation.model_validate(d) async for d in cursor]
+
+
+class CitizenRepo(_Repo):
+    """One citizen across channels, keyed by the verified phone number."""
+
+    async def by_phone(self, phone: str) -> Citizen | None:
+        doc = await self.db.citizens.find_one({"phone": plain(phone)}, session=self.s)
+        return Citizen.model_validate(doc) if doc else None
+
+    async def by_identity(self, channel: str, address: str) -> Citizen | None:
+        doc = await self.db.citizens.find_one(
+            {"identities": {"$elemMatch": {"channel": plain(channel), "address": plain(address)}}},
+            session=self.s)
+        return Citizen.model_validate(doc) if doc else None
+
+    async def remember(self, phone: str, name: str, channel: str, address: str,
+                       email: str | None = None, contact_address: str | None = None) -> Citizen:
+        """Create or update the citizen with this phone and link this channel identity."""
+        found = await self.by_phone(phone)
+        updates = {"name": name, **({"email": email} if email else {}),
+                   **({"address": contact_address} if contact_address else {})}
+        if found is None:
+            doc = {"_id": uuid.uuid4().hex, "phone": plain(phone), "identities": [],
+                   "created_at": utcnow(), **updates}
+            await self.db.citizens.insert_one(doc, session=self.s)
+        await self.db.citizens.update_one({"phone": phone}, {"$set": updates}, session=self.s)
+        identity = Identity(channel=channel, address=address).model_dump()
+        await self.db.citizens.update_one(
+            {"phone": phone, "identities": {"$not": {"$elemMatch": {"channel": channel, "address": address}}}},
+            {"$push": {"identities": identity}}, session=self.s)
+        return await self.by_phone(phone)  # type: ignore[return-value]
+
+    async def mark_unreachable(self, channel: str, address: str) -> None:
+        await self.db.citizens.update_many(
+            {"identities": {"$elemMatch": {"channel": plain(channel), "address": plain(address)}}},
+            {"$set": {"identities.$[i].unreachable": True}},
+            array_filters=[{"i.channel": channel, "i.address": address}], session=self.s)
+
+
+class ReflectionRepo(_Repo):
+    async def next_code(self, year: int) -> str:
+        doc = await self.db.counters.find_one_and_update(
+            {"_id": f"reflection-{year}"}, {"$inc": {"n": 1}}, upsert=True,
+            return_document=ReturnDocument.AFTER, session=self.s)
+        return f"PA-{year}-{doc['n']:06d}"
+
+    async def insert(self, reflection: Reflection) -> None:
+        doc = reflection.model_dump(mode="python")
+        if reflection.location.lat is not None and reflection.location.lon is not None:
+            doc["geo"] = {"type": "Point", "coordinates": [reflection.location.lon, reflection.location.lat]}
+        await self.db.reflections.insert_one(doc, session=self.s)
+
+    async def get(self, code: str) -> Reflection | None:
+        doc = await self.db.reflections.find_one({"code": plain(code)}, session=self.s)
+        return Reflection.model_validate(doc) if doc else None
+
+    async def for_citizen(self, citizen_id: str) -> list[Reflection]:
+        cursor = self.db.reflections.find({"citizen_id": plain(citizen_id)}, session=self.s)
+        return [Reflection.model_validate(d) async for d in cursor.sort("created_at", 1)]
+
+    async def all(self) -> list[Reflection]:
+        cursor = self.db.reflections.find({}, session=self.s).sort("created_at", 1)
+        return [Reflection.model_validate(d) async for d in cursor]
+
+
+class AuditRepo(_Repo):
+    async def add(self, entry: AuditEntry) -> None:
+        await self.db.audit.insert_one(entry.model_dump(), session=self.s)
+
+    async def trail(self, code: str) -> list[AuditEntry]:
+        cursor = self.db.audit.find({"reflection_code": plain(code)}, session=self.s).sort("at", 1)
+        return [AuditEntry.model_validate(d) async for d in cursor]
+
+
+class Store:
+    """The repositories, all bound to the same (optional) transaction session."""
+
+    def __init__(self, database: Database, session: AsyncClientSession | None = None) -> None:
+        self.database = database
+        self.inbound = InboundRepo(database, session)
+        self.outbox = OutboxRepo(database, session)
+        self.conversations = ConversationRepo(database, session)
+        self.citizens = CitizenRepo(database, session)
+        self.reflections = ReflectionRepo(database, session)
+        self.audit = AuditRepo(database, session)
+
+
+@asynccontextmanager
+async def unit_of_work(database: Database) -> AsyncIterator[Store]:
+    """A `Store` whose writes commit together or not at all."""
+    async with database.client.start_session() as session:
+        async with await session.start_transaction():
+            yield Store(database, session)

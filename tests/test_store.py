@@ -1,0 +1,139 @@
+"""The store against the real embedded server over TCP."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pymongo import MongoClient
+
+from normalizer.messages import Outbound
+from store.database import DatabaseUnavailable, connect
+from store.embedded import EmbeddedServer, EmbeddedServerError, free_port
+from store.media import MediaStore
+from store.models import Reflection
+from store.repos import Store, unit_of_work
+from store.safe import UnsafeValue
+from tests.conftest import FIXTURES
+
+INJECTIONS = [{"$gt": ""}, {"$ne": None}, ["a"], 5.5, None]
+
+
+async def test_same_inbound_message_twice_is_stored_once(database):
+    store = Store(database)
+    assert await store.inbound.record("zalo", "m-1", "u1", {"text": "ổ gà"}) is True
+    assert await store.inbound.record("zalo", "m-1", "u1", {"text": "ổ gà"}) is False
+    assert await store.inbound.record("telegram", "m-1", "u1", {"text": "ổ gà"}) is True
+    assert await store.inbound.count(channel="zalo") == 1
+
+
+async def test_claimed_inbound_is_not_claimed_twice(database):
+    store = Store(database)
+    await store.inbound.record("zalo", "m-1", "u1", {})
+    first = await store.inbound.claim()
+    assert first is not None and first.message_id == "m-1"
+    assert await store.inbound.claim() is None
+
+
+async def test_photo_round_trip_through_gridfs_keeps_type_and_size(database):
+    media = MediaStore(database)
+    data = (FIXTURES / "images" / "pothole.jpg").read_bytes()
+    file_id = await media.save(data, content_type="image/jpeg", filename="p.jpg")
+    assert await media.load(file_id) == data
+    info = await media.info(file_id)
+    assert info["content_type"] == "image/jpeg" and info["size"] == len(data)
+    with pytest.raises(KeyError):
+        await media.load("not-an-object-id")
+
+
+@pytest.mark.parametrize("bad", INJECTIONS)
+async def test_operator_injection_never_reaches_a_query(database, bad):
+    store = Store(database)
+    await store.reflections.insert(Reflection(code="PA-2026-000001", channel="zalo", sender="u1", content="x"))
+    with pytest.raises(UnsafeValue):
+        await store.reflections.get(bad)
+    with pytest.raises(UnsafeValue):
+        await store.citizens.by_phone(bad)
+    with pytest.raises(UnsafeValue):
+        await store.inbound.record("zalo", bad, "u1", {})
+    with pytest.raises(UnsafeValue):
+        await store.conversations.get("zalo", bad)
+
+
+async def test_dollar_strings_are_matched_literally(database):
+    store = Store(database)
+    await store.reflections.insert(Reflection(code="PA-2026-000001", channel="zalo", sender="u1", content="x"))
+    assert await store.reflections.get("$gt") is None
+    assert await store.reflections.get("PA-2026-000001") is not None
+
+
+async def test_codes_are_sequential_per_year(database):
+    store = Store(database)
+    codes = [await store.reflections.next_code(2026) for _ in range(3)]
+    assert codes == ["PA-2026-000001", "PA-2026-000002", "PA-2026-000003"]
+    assert await store.reflections.next_code(2027) == "PA-2027-000001"
+
+
+async def test_transaction_rolls_back_everything_on_error(database):
+    with pytest.raises(RuntimeError):
+        async with unit_of_work(database) as store:
+            await store.outbox.enqueue("k1", "zalo", "u1", Outbound(text="xin chào"))
+            await store.inbound.record("zalo", "m-9", "u1", {})
+            raise RuntimeError("crash in the middle")
+    store = Store(database)
+    assert await store.outbox.list() == []
+    assert await store.inbound.count() == 0
+
+
+async def test_outbox_key_is_idempotent(database):
+    store = Store(database)
+    assert await store.outbox.enqueue("in:1:0", "zalo", "u1", Outbound(text="a")) is True
+    assert await store.outbox.enqueue("in:1:0", "zalo", "u1", Outbound(text="a")) is False
+    assert len(await store.outbox.list()) == 1
+
+
+async def test_citizen_is_one_person_across_channels(database):
+    store = Store(database)
+    a = await store.citizens.remember("+84912345678", "Nguyễn Văn An", "zalo", "z1")
+    b = await store.citizens.remember("+84912345678", "Nguyễn Văn An", "telegram", "t1")
+    assert a.id == b.id
+    assert {(i.channel, i.address) for i in b.identities} == {("zalo", "z1"), ("telegram", "t1")}
+    again = await store.citizens.remember("+84912345678", "Nguyễn Văn An", "zalo", "z1")
+    assert len(again.identities) == 2
+    assert (await store.citizens.by_identity("telegram", "t1")).id == a.id
+
+
+def test_embedded_server_keeps_data_across_restart(tmp_path: Path):
+    server = EmbeddedServer(tmp_path / "db", free_port())
+    server.start()
+    try:
+        MongoClient(server.uri).gw.things.insert_one({"_id": "kept", "v": "ổ gà"})
+    finally:
+        server.stop()
+    server.start()
+    try:
+        assert MongoClient(server.uri).gw.things.find_one({"_id": "kept"})["v"] == "ổ gà"
+    finally:
+        server.stop()
+
+
+def test_embedded_server_refuses_a_taken_port(tmp_path: Path, db_server: EmbeddedServer):
+    with pytest.raises(EmbeddedServerError, match=f"port {db_server.port} is already in use"):
+        EmbeddedServer(tmp_path / "db", db_server.port).start()
+
+
+def test_embedded_server_refuses_an_unusable_directory(tmp_path: Path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(EmbeddedServerError, match="cannot create database directory"):
+        EmbeddedServer(blocker / "db", free_port()).start()
+
+
+async def test_unreachable_mongodb_uri_fails_fast_with_a_clear_error():
+    with pytest.raises(DatabaseUnavailable, match="unreachable"):
+        await connect(f"mongodb://user:secret@127.0.0.1:{free_port()}/", "x", timeout_ms=1500)
+
+
+async def test_unreachable_uri_error_does_not_leak_the_password():
+    with pytest.raises(DatabaseUnavailable) as info:
+        await connect(f"mongodb://user:secret@127.0.0.1:{free_port()}/", "x", timeout_ms=500)
+    assert "secret" not in str(info.value)
