@@ -7,7 +7,8 @@ UTC); the arithmetic runs in Asia/Ho_Chi_Minh, stepping by working periods, neve
 """
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from collections.abc import Iterator
+from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -123,7 +124,7 @@ class WorkingCalendar:
             total += min(seg_end, b_local) - seg_start
         return total
 
-    def _segments(self, cursor: datetime):
+    def _segments(self, cursor: datetime) -> Iterator[tuple[datetime, datetime]]:
         """Working intervals from `cursor` on, clipped so none starts before it."""
         day = cursor.date()
         for _ in range(MAX_SCAN_DAYS):

@@ -58,6 +58,14 @@ class FixedHoliday(_Model):
     day: int = Field(ge=1, le=31)
     name: str
 
+    @model_validator(mode="after")
+    def _real_day(self) -> FixedHoliday:
+        try:
+            date(2024, self.month, self.day)  # a leap year: 29/2 is allowed
+        except ValueError:
+            raise ValueError(f"no such day: {self.day}/{self.month}") from None
+        return self
+
 
 class LunarHoliday(_Model):
     """A lunar-calendar day; `day: last` is the last day of lunar month 12 (Tết eve)."""

@@ -103,6 +103,11 @@ def test_unquoted_time_in_yaml_is_explained(write_policy):
     assert 'bad time format 420: write "HH:MM" in quotes' in error_of(path)
 
 
+def test_impossible_fixed_holiday(write_policy):
+    path = write_policy(lambda raw: raw["calendar"]["fixed_holidays"].append({"month": 2, "day": 30, "name": "x"}))
+    assert "calendar.fixed_holidays.5: no such day: 30/2" in error_of(path)
+
+
 def test_missing_deadline_step(write_policy):
     path = write_policy(lambda raw: raw["deadlines"].pop("handle"))
     assert "deadlines: missing handle" in error_of(path)
