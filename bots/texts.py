@@ -6,10 +6,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import phonenumbers
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 LANGUAGES = ("vi", "en")
+
+
+def display_phone(e164: str) -> str:
+    """"+84912345678" → "0912 345 678", the way Vietnamese people write their number."""
+    try:
+        number = phonenumbers.parse(e164, "VN")
+    except phonenumbers.NumberParseException:
+        return e164
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL)
 
 
 class Texts:
@@ -18,6 +28,7 @@ class Texts:
             loader=FileSystemLoader(str(directory)), undefined=StrictUndefined,
             autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False)
+        self._env.filters["phone"] = display_phone
 
     def render(self, name: str, language: str = "vi", **context: object) -> str:
         lang = language if language in LANGUAGES else "vi"

@@ -51,6 +51,16 @@ class Subscriber(Record):
     context: dict[str, str] = {}
 
 
+class HistoryEntry(Record):
+    actor: str  # "citizen:<channel>:<id>", "staff:<id>", "system:<part>"
+    role: str
+    action: str  # filed | transition | hide | unhide | note | reminder…
+    from_status: str | None = None
+    to_status: str | None = None
+    reason: str | None = None
+    at: datetime = Field(default_factory=utcnow)
+
+
 class Reflection(Record):
     """A filed citizen report (phản ánh) and where it stands."""
 
@@ -71,6 +81,11 @@ class Reflection(Record):
     emergency_number: str | None = None
     language: str = "vi"
     duplicate_of: str | None = None
+    hidden: bool = False
+    hidden_reason: str | None = None
+    routing_reason: str | None = None
+    history: list[HistoryEntry] = []
+    entered_at: dict[str, datetime] = {}
     subscribers: list[Subscriber] = []
     deadlines: dict[str, datetime] = {}
     version: int = 0

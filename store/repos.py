@@ -163,6 +163,10 @@ class ReflectionRepo(_Repo):
             doc["geo"] = {"type": "Point", "coordinates": [reflection.location.lon, reflection.location.lat]}
         await self.db.reflections.insert_one(doc, session=self.s)
 
+    async def annotate(self, code: str, **fields: object) -> None:
+        """Set descriptive fields that are not part of the lifecycle (routing reason…)."""
+        await self.db.reflections.update_one({"code": plain(code)}, {"$set": fields}, session=self.s)
+
     async def get(self, code: str) -> Reflection | None:
         doc = await self.db.reflections.find_one({"code": plain(code)}, session=self.s)
         return Reflection.model_validate(doc) if doc else None
