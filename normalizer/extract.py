@@ -25,7 +25,7 @@ _PLACE_STOP = {fold(w) for w in _PLACES["stop_words"]}
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 _NAME_END = re.compile(r"[,.;:\n!?()\[\]{}/|+@\d]|\s-\s")
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-_CODE = re.compile(r"(?<![a-z0-9])pa[\s\-_.#:]*(20\d\d)[\s\-_.]*(\d{1,6})(?!\d)")
+REPORT_CODE = re.compile(r"(?<![a-z0-9])pa[\s\-_.#:]*(20\d\d)[\s\-_.]*(\d{1,6})(?!\d)")
 _NUMBER = r"\d+[a-z]?(?:[/\-]\d+[a-z]?)*"
 
 
@@ -125,7 +125,7 @@ def extract_email(text: str) -> str | None:
 
 def extract_report_codes(text: str) -> list[str]:
     """Report codes cited by the citizen ("pa 2026 123" → "PA-2026-000123"), for status look-ups."""
-    codes = [f"PA-{y}-{int(n):06d}" for y, n in _CODE.findall(fold(text))]
+    codes = [f"PA-{y}-{int(n):06d}" for y, n in REPORT_CODE.findall(fold(text))]
     return list(dict.fromkeys(codes))
 
 

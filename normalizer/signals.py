@@ -11,8 +11,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from normalizer.extract import extract_report_codes
-from normalizer.text import clean, find_phrase, fold, has_diacritics, load_lexicon, mentions
+from normalizer.extract import REPORT_CODE, extract_report_codes
+from normalizer.text import (
+    clean, find_phrase, fold, fold_aligned, has_diacritics, load_lexicon, mentions,
+)
 
 _EMERGENCY = load_lexicon("emergency")
 _SCOPE = load_lexicon("scope")
@@ -90,3 +92,117 @@ def language(text: str) -> str:
     english = sum(w in _ENGLISH["english"] for w in words)
     vietnamese = sum(w in _ENGLISH["vietnamese"] for w in words)
     return "en" if len(words) >= 3 and english >= 2 and english > vietnamese else "vi"
+
+
+@dataclass(frozen=True)
+class Command:
+    """What the citizen asked the bot to do; `field`/`value` for edits and ratings."""
+
+    kind: str  # restart | cancel | help | confirm | status | edit | rating | confidential
+    field: str | None = None  # edit: phone | name | address | content | email
+    value: str | None = None  # edit: the new value as typed; rating: satisfied | acceptable | not_satisfied
+    code: str | None = None  # status: the report code, "PA-2026-000123"
+
+
+def _tokens(folded: str) -> list[str]:
+    return re.findall(r"/?[\w']+", folded)
+
+
+def _strip_fillers(tokens: list[str]) -> list[str]:
+    fillers = [_tokens(fold(f)) for f in _COMMANDS["fillers"]]
+    changed = True
+    while changed and tokens:
+        changed = False
+        for f in fillers:
+            if tokens[:len(f)] == f or tokens[-len(f):] == f:
+                tokens = tokens[len(f):] if tokens[:len(f)] == f else tokens[:-len(f)]
+                changed = True
+    return tokens
+
+
+def _covered(tokens: list[str], phrases: Iterable[str]) -> bool:
+    """True when the tokens are one or more of the phrases end to end ("ok gửi đi")."""
+    options = sorted((_tokens(fold(p)) for p in phrases), key=len, reverse=True)
+    i = 0
+    while i < len(tokens):
+        step = next((len(o) for o in options if o and tokens[i:i + len(o)] == o), 0)
+        if not step:
+            return False
+        i += step
+    return bool(tokens)
+
+
+def _alt(words: Iterable[str]) -> str:
+    folded = sorted({fold(w) for w in words}, key=len, reverse=True)
+    return "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in folded)
+
+
+def _edit_re() -> re.Pattern[str]:
+    lex = _COMMANDS["edit"]
+    fields = [w for words in lex["fields"].values() for w in words]
+    return re.compile(
+        rf"^\W*(?:(?:{_alt(_COMMANDS['fillers'])})\s+)*(?:{_alt(lex['verbs'])})\s+"
+        rf"(?:(?:{_alt(lex['articles'])})\s+)*(?P<field>{_alt(fields)})(?!\w)\s*"
+        rf"(?:(?:{_alt(lex['separators'])})(?!\w)|:|=|-)?\s*(?P<value>.*)$", re.S)
+
+
+_EDIT = _edit_re()
+_EDIT_FIELDS = {fold(w): key for key, words in _COMMANDS["edit"]["fields"].items() for w in words}
+
+
+def _edit(text: str) -> Command | None:
+    """"sửa số điện thoại: 0987…", "change my phone to …" → Command("edit", "phone", "0987…")."""
+    m = _EDIT.match(fold_aligned(text))
+    if not m:
+        return None
+    value = clean(text)[m.start("value"):].strip(" :=-.\n") or None
+    return Command("edit", field=_EDIT_FIELDS[" ".join(m.group("field").split())], value=value)
+
+
+def _status(text: str) -> Command | None:
+    """"tra cứu PA-2026-000123", or a report code on its own."""
+    codes = extract_report_codes(text)
+    tokens = _strip_fillers(_tokens(REPORT_CODE.sub(" ", fold(text))))
+    starts = any(tokens[:len(p)] == p for p in (_tokens(fold(s)) for s in _COMMANDS["status"]))
+    if (starts and (codes or len(tokens) <= 3)) or (codes and not tokens):
+        return Command("status", code=codes[0] if codes else None)
+    return None
+
+
+def _whole_message(text: str) -> Command | None:
+    tokens = _strip_fillers(_tokens(fold(text)))
+    for kind in ("restart", "cancel", "help", "confirm"):
+        if _covered(tokens, _COMMANDS[kind]):
+            return Command(kind)
+    return None
+
+
+def _rating(text: str) -> Command | None:
+    """The longest rating phrase of a short message, so "không hài lòng" beats "hài lòng"."""
+    if len(_tokens(fold(text))) > _COMMANDS["rating_max_words"]:
+        return None
+    hits = [(e - s, value) for value, phrases in _COMMANDS["rating"].items()
+            for s, e, _ in _hits(text, phrases)]
+    return Command("rating", value=max(hits)[1]) if hits else None
+
+
+def parse_command(text: str) -> Command | None:
+    """The command in a message, or None when it is report content.
+
+    Edits and status look-ups are read from the start of the message, restart / cancel / help /
+    confirm only when they are the whole message (minus polite filler), ratings in short
+    messages, and a confidentiality request anywhere (001 Đ5.4).
+    """
+    if not clean(text).strip():
+        return None
+    return (_edit(text) or _status(text) or _whole_message(text) or _rating(text)
+            or (Command("confidential") if _hits(text, _COMMANDS["confidential"]) else None))
+
+
+def command(text: str) -> str | None:
+    """Short form of `parse_command`: "cancel", "edit:phone", "rating:not_satisfied"…"""
+    cmd = parse_command(text)
+    if cmd is None:
+        return None
+    detail = cmd.field if cmd.kind == "edit" else cmd.value if cmd.kind == "rating" else None
+    return f"{cmd.kind}:{detail}" if detail else cmd.kind
