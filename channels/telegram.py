@@ -116,7 +116,13 @@ class TelegramChannel:
             raise WebhookRejected("wrong secret token", status=403)
 
     def _events(self, payload: Any) -> list[tuple[str, str, dict[str, Any]]]:
-        update = Update.de_json(payload, self._bot)
+        """Called by the web app per delivery; ValueError (→ 400) unless it is an Update."""
+        if not isinstance(payload, dict) or not isinstance(payload.get("update_id"), int):
+            raise ValueError("not a Telegram update")
+        try:
+            update = Update.de_json(payload, self._bot)
+        except (AttributeError, TypeError, KeyError) as exc:
+            raise ValueError(f"malformed Telegram update: {exc!r}") from exc
         return [(str(update.update_id), _sender_of(update), payload)]
 
     async def _receive(self, message_id: str, sender: str, payload: dict[str, Any]) -> bool:
@@ -142,7 +148,7 @@ class TelegramChannel:
                 raise
             except InvalidToken:
                 log.critical("telegram token rejected; polling stopped")
-                raise
+                return
             except RetryAfter as exc:
                 await asyncio.sleep(_seconds(exc))
             except Exception as exc:  # network, Conflict, database down: retry the same offset

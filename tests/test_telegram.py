@@ -194,6 +194,14 @@ async def test_webhook_checks_the_secret_token(hooked) -> None:
     assert sink.stored["731000001"] == (CITIZEN, update("private_text"))
 
 
+@pytest.mark.parametrize("payload", [{}, {"update_id": "1"}, [1, 2], {"update_id": 5, "message": 3}])
+async def test_webhook_refuses_what_is_not_an_update(hooked, payload: Any) -> None:
+    channel, sink, client = hooked
+    await channel.start(sink)
+    assert (await deliver(client, payload)).status_code == 400
+    assert sink.stored == {}
+
+
 async def test_webhook_before_start_asks_telegram_to_retry(hooked) -> None:
     _, sink, client = hooked
     assert (await deliver(client, update("private_text"))).status_code == 503
