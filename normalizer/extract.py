@@ -13,7 +13,8 @@ from functools import lru_cache
 
 from cases.gazetteer import Commune
 from normalizer.text import (
-    clean, expand_abbreviations, fold, fold_aligned, load_lexicon, mentions, title_case_name,
+    clean, expand_abbreviations, fold, fold_aligned, load_lexicon, mentions, phrase_alternation,
+    title_case_name,
 )
 
 _NAMES = load_lexicon("names")
@@ -29,20 +30,15 @@ REPORT_CODE = re.compile(r"(?<![a-z0-9])pa[\s\-_.#:]*(20\d\d)[\s\-_.]*(\d{1,6})(
 _NUMBER = r"\d+[a-z]?(?:[/\-]\d+[a-z]?)*"
 
 
-def _alternation(phrases: Sequence[str]) -> str:
-    folded = sorted({fold(p) for p in phrases}, key=len, reverse=True)
-    return "|".join(re.escape(p).replace(r"\ ", r"\s+") for p in folded)
-
-
 def _trigger_re() -> re.Pattern[str]:
     plain = [t for t in _NAMES["triggers"] if not t.endswith(":")]
     colon = [t[:-1] for t in _NAMES["triggers"] if t.endswith(":")]
-    return re.compile(rf"(?<!\w)(?:(?:{_alternation(plain)})(?!\w)\s*[:\-]?|"
-                      rf"(?:{_alternation(colon)})\s*:)\s*")
+    return re.compile(rf"(?<!\w)(?:(?:{phrase_alternation(plain)})(?!\w)\s*[:\-]?|"
+                      rf"(?:{phrase_alternation(colon)})\s*:)\s*")
 
 
 _TRIGGER = _trigger_re()
-_SIGNOFF = re.compile(rf"^\s*(?:{_alternation(_NAMES['signoffs'])})(?!\w)")
+_SIGNOFF = re.compile(rf"^\s*(?:{phrase_alternation(_NAMES['signoffs'])})(?!\w)")
 
 
 def _is_surname(word: str) -> bool:
@@ -130,13 +126,14 @@ def extract_report_codes(text: str) -> list[str]:
 
 
 def _leads(key: str) -> re.Pattern[str]:
-    return re.compile(rf"(?<!\w)(?:{_alternation(_PLACES[key])})(?!\w)")
+    return re.compile(rf"(?<!\w)(?:{phrase_alternation(_PLACES[key])})(?!\w)")
 
 
 _NUMBER_LEADS, _NAME_LEADS, _WEAK_LEADS = (_leads(k) for k in
                                            ("number_leads", "name_leads", "weak_leads"))
 _BARE_NUMBER = re.compile(rf"(?<![\w/]){_NUMBER}(?=\s+[A-ZĐ])")
-_JOIN = re.compile(rf"^[\s,;\-–]*(?:(?:{_alternation(_PLACES['joiners'])})\s+)?[\s,;\-–]*$")
+_JOINERS = phrase_alternation(_PLACES["joiners"])
+_JOIN = re.compile(rf"^[\s,;\-–]*(?:(?:{_JOINERS})\s+)?[\s,;\-–]*$")
 
 
 def _accent_ok(t: str, m: re.Match[str], key: str) -> bool:
@@ -203,7 +200,7 @@ def extract_address(text: str) -> str | None:
 
 @lru_cache(maxsize=4096)
 def _variants(commune: Commune) -> tuple[str, ...]:
-    kinds = re.compile(rf"^(?:{_alternation(_PLACES['commune_kinds'])})\s+")
+    kinds = re.compile(rf"^(?:{phrase_alternation(_PLACES['commune_kinds'])})\s+")
     names = [clean(n).strip() for n in (commune.name, *commune.aliases)]
     bare = [n[m.end():] for n in names if (m := kinds.match(fold_aligned(n)))]
     return (*names, *(b for b in bare if b and not b.isdigit()))

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from normalizer.extract import REPORT_CODE, extract_report_codes
 from normalizer.text import (
     clean, find_phrase, fold, fold_aligned, has_diacritics, load_lexicon, mentions,
+    phrase_alternation,
 )
 
 _EMERGENCY = load_lexicon("emergency")
@@ -132,18 +133,13 @@ def _covered(tokens: list[str], phrases: Iterable[str]) -> bool:
     return bool(tokens)
 
 
-def _alt(words: Iterable[str]) -> str:
-    folded = sorted({fold(w) for w in words}, key=len, reverse=True)
-    return "|".join(re.escape(w).replace(r"\ ", r"\s+") for w in folded)
-
-
 def _edit_re() -> re.Pattern[str]:
-    lex = _COMMANDS["edit"]
+    lex, alt = _COMMANDS["edit"], phrase_alternation
     fields = [w for words in lex["fields"].values() for w in words]
     return re.compile(
-        rf"^\W*(?:(?:{_alt(_COMMANDS['fillers'])})\s+)*(?:{_alt(lex['verbs'])})\s+"
-        rf"(?:(?:{_alt(lex['articles'])})\s+)*(?P<field>{_alt(fields)})(?!\w)\s*"
-        rf"(?:(?:{_alt(lex['separators'])})(?!\w)|:|=|-)?\s*(?P<value>.*)$", re.S)
+        rf"^\W*(?:(?:{alt(_COMMANDS['fillers'])})\s+)*(?:{alt(lex['verbs'])})\s+"
+        rf"(?:(?:{alt(lex['articles'])})\s+)*(?P<field>{alt(fields)})(?!\w)\s*"
+        rf"(?:(?:{alt(lex['separators'])})(?!\w)|:|=|-)?\s*(?P<value>.*)$", re.S)
 
 
 _EDIT = _edit_re()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ def _fold_char(c: str) -> str:
     return c.lower() if len(c.lower()) == 1 else c
 
 
+@lru_cache(maxsize=256)
 def fold_aligned(s: str) -> str:
     """Fold `clean(s)` character by character: same length, so spans map back to `clean(s)`.
 
@@ -64,6 +66,12 @@ def has_diacritics(s: str) -> bool:
 def _phrase_re(folded_phrase: str) -> re.Pattern[str]:
     parts = (re.escape(p) for p in folded_phrase.split())
     return re.compile(r"(?<!\w)" + r"\s+".join(parts) + r"(?!\w)")
+
+
+def phrase_alternation(phrases: Iterable[str]) -> str:
+    """Regex alternation of folded phrases, longest first, any whitespace between words."""
+    folded = sorted({fold(p) for p in phrases}, key=len, reverse=True)
+    return "|".join(re.escape(p).replace(r"\ ", r"\s+") for p in folded if p)
 
 
 def contains_phrase(folded_text: str, folded_phrase: str) -> bool:
@@ -91,6 +99,7 @@ def find_phrase(text: str, phrase: str, accented: bool = False) -> tuple[int, in
     return None
 
 
+@lru_cache(maxsize=256)
 def _lower_aligned(text: str) -> str:
     return "".join(c.lower() if len(c.lower()) == 1 else c for c in clean(text))
 
