@@ -76,29 +76,43 @@ class TelegramChannel:
         self._poll_timeout = poll_timeout
         self._labels = (location_label, contact_label)
         self._sink: EventSink | None = None
-        self._poller: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._ready = False  # getMe and setWebhook/deleteWebhook done
         self._offset: int | None = None
 
     # ---- receiving ---------------------------------------------------------------------
     async def start(self, sink: EventSink) -> None:
-        """Called once by the gateway: register the webhook, or start long polling."""
+        """Called once by the gateway: register the webhook, or start long polling.
+
+        A rejected token fails here, loudly; an unreachable Telegram does not stop the
+        gateway: the set-up is retried in the background."""
         self._sink = sink
+        try:
+            await self._setup()
+        except InvalidToken:
+            raise
+        except TelegramError as exc:
+            log.warning("telegram unreachable at start (%s); retrying in the background", exc)
+        if not (self._ready and self._webhook_url):
+            self._task = asyncio.create_task(self._run(), name="telegram")
+
+    async def _setup(self) -> None:
         await self._bot.initialize()
         if self._webhook_url:
             await self._bot.set_webhook(self._webhook_url, secret_token=self._secret,
                                         allowed_updates=ALLOWED_UPDATES)
-            return
-        await self._bot.delete_webhook(drop_pending_updates=False)
-        self._poller = asyncio.create_task(self._poll(), name="telegram-poll")
+        else:
+            await self._bot.delete_webhook(drop_pending_updates=False)
+        self._ready = True
 
     async def stop(self) -> None:
         """Called by the gateway on shutdown; confirms the last stored offset to Telegram."""
-        if self._poller:
-            self._poller.cancel()
-            await asyncio.gather(self._poller, return_exceptions=True)
-            self._poller = None
-            if self._offset is not None:
-                await self._confirm_offset()
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self._offset is not None:
+            await self._confirm_offset()
         await self._bot.shutdown()
 
     def routes(self) -> list[Route]:
@@ -138,21 +152,24 @@ class TelegramChannel:
                 log.warning("answerCallbackQuery failed: %s", exc)
         return new
 
-    async def _poll(self) -> None:
+    async def _run(self) -> None:
+        """Background task: finish the set-up if start() could not, then long-poll."""
         delay = 1.0
         while True:
             try:
+                if not self._ready:
+                    await self._setup()
+                if self._webhook_url:
+                    return
                 await self._poll_once()
                 delay = 1.0
-            except asyncio.CancelledError:
-                raise
             except InvalidToken:
-                log.critical("telegram token rejected; polling stopped")
+                log.critical("telegram token rejected; channel stopped")
                 return
             except RetryAfter as exc:
                 await asyncio.sleep(_seconds(exc))
             except Exception as exc:  # network, Conflict, database down: retry the same offset
-                log.warning("telegram polling: %r; retrying in %.0fs", exc, delay)
+                log.warning("telegram: %r; retrying in %.0fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _BACKOFF_MAX)
 

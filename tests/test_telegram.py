@@ -9,6 +9,7 @@ from typing import Any, AsyncIterator, Callable
 
 import httpx
 import pytest
+from telegram.error import InvalidToken
 
 from channels.base import PermanentFailure, RetryLater, Unreachable
 from channels.telegram import MAX_TEXT, TelegramChannel, split_text
@@ -105,6 +106,22 @@ async def test_polling_hands_each_update_to_the_sink_and_advances_the_offset(
     offsets = [c.params.get("offset") for c in fake.calls_to("getUpdates")]
     assert 731000003 in offsets
     assert channel.parse("731000001", CITIZEN, sink.stored["731000001"][1]).text.startswith("Đèn")
+
+
+async def test_start_survives_telegram_down_and_a_bad_token_fails_fast(
+        fake: FakeTelegramAPI, make_channel: Callable[..., TelegramChannel]) -> None:
+    sink = Sink()
+    fake.fail("getMe", 502, "Bad Gateway", times=2)
+    fake.push(update("private_text"))
+    channel = make_channel()
+    await channel.start(sink)  # does not raise: set-up continues in the background
+    try:
+        await until(lambda: len(sink.stored) == 1, seconds=8)
+    finally:
+        await channel.stop()
+    wrong = TelegramChannel("999:wrong", base_url=fake.base_url, media_loader=Photos())
+    with pytest.raises(InvalidToken):
+        await wrong.start(sink)
 
 
 async def test_redelivered_update_is_stored_exactly_once(
