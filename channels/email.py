@@ -104,9 +104,9 @@ class EmailChannel:
             _ok(await guard(imap.login(self.imap["user"], self.imap["password"])), "LOGIN")
             await guard(imap.protocol.capability())  # servers may offer IDLE only after login
             _ok(await guard(imap.select("INBOX")), "SELECT")
-            self._delay = self.reconnect[0]
             while True:
                 await self._drain(imap, sink, guard)
+                self._delay = self.reconnect[0]  # only a full drain proves server and sink work
                 await self._wait_for_mail(imap, guard)
         finally:
             for task in [*imap.tasks, *imap.protocol.tasks]:
@@ -243,7 +243,7 @@ class _Guard:
             lost.cancel()
             if not task.done():
                 task.cancel()
-        if task.cancelled():
+        if not task.done() or task.cancelled():
             raise ConnectionLost("IMAP connection lost")
         return task.result()
 

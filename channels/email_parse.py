@@ -82,8 +82,8 @@ def classify_mail(payload: dict[str, Any], own_address: str = "") -> MailKind:
         return "auto_reply"
     if header(msg, "List-Id") or header(msg, "List-Unsubscribe"):
         return "list"
-    if not address or any(isinstance(d, _BROKEN) for part in msg.walk() for d in part.defects):
-        return "malformed"
+    if not address or ("oversize" not in payload and _broken(msg)):
+        return "malformed"  # (an oversize payload holds headers only: no body to check)
     return "citizen"
 
 
@@ -101,6 +101,10 @@ def bounced_recipient(payload: dict[str, Any]) -> str | None:
                     return _address_field(str(block["Final-Recipient"]))
     failed = header(msg, "X-Failed-Recipients")
     return _address_field(failed) if failed else None
+
+
+def _broken(msg: EmailMessage) -> bool:
+    return any(isinstance(defect, _BROKEN) for part in msg.walk() for defect in part.defects)
 
 
 def _address_field(value: str) -> str | None:

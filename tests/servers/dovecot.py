@@ -7,10 +7,12 @@ directory are in shared/docs/test-servers.md; a missing `dovecot` binary is an e
 """
 from __future__ import annotations
 
+import contextlib
 import grp
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -99,9 +101,31 @@ class DovecotServer:
         self._wait(lambda: port_open(self.port), "start")
 
     def stop(self) -> None:
-        """Stop the server and wait until the port is closed."""
+        """Stop the server, its client sessions included, as a real restart does.
+
+        `dovecot stop` ends the master, but running `imap` processes stay with their clients
+        (seen with 2.3.19), so the children of this master are ended by pid afterwards.
+        """
+        children = self._children()
         subprocess.run([self.binary, "-c", str(self.config), "stop"], check=False)
         self._wait(lambda: not port_open(self.port), "stop")
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        self._wait(lambda: not any(Path(f"/proc/{pid}").exists() for pid in children), "end its children")
+
+    def _children(self) -> list[int]:
+        """Pids whose parent is this instance's master (from /proc; Linux only)."""
+        try:
+            master = int((self.root / "run" / "master.pid").read_text().strip())
+        except (OSError, ValueError):
+            return []
+        pids = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == master:
+                    pids.append(int(stat.parent.name))
+        return pids
 
     def restart(self) -> None:
         self.stop()
@@ -135,6 +159,15 @@ class DovecotServer:
         try:
             response = await imap.append(raw, mailbox="INBOX", flags=flags)
             assert response.result == "OK", response
+        finally:
+            await imap.logout()
+
+    async def clear(self) -> None:
+        """Delete every INBOX message, so each test starts from an empty mailbox."""
+        imap = await self.client()
+        try:
+            await imap.store("1:*", "+FLAGS.SILENT", r"(\Deleted)")
+            await imap.expunge()
         finally:
             await imap.logout()
 
