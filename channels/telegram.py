@@ -215,7 +215,7 @@ class TelegramChannel:
             location=GeoPoint(lat=msg.location.latitude, lon=msg.location.longitude)
             if msg.location else None,
             contact=_own_contact(msg.contact, user), profile_name=_name(user),
-            chat_kind=kind, context=_context(user, msg.message_id),
+            chat_kind=kind, context=_context(user),
         )
 
     def _parse_callback(self, message_id: str, query: CallbackQuery) -> Inbound | None:
@@ -225,8 +225,7 @@ class TelegramChannel:
         return Inbound(
             channel=self.name, sender=str(query.message.chat.id), message_id=message_id,
             action=query.data, profile_name=_name(query.from_user), chat_kind=kind,
-            context={**_context(query.from_user, query.message.message_id),
-                     "callback_query_id": query.id},
+            context=_context(query.from_user),
         )
 
     # ---- media -------------------------------------------------------------------------
@@ -264,7 +263,7 @@ class TelegramChannel:
             last: Message | None = None
             for i, file_id in enumerate(message.photos):
                 is_last = i == len(message.photos) - 1 and not chunks
-                last = await self._bot.send_photo(chat_id, await self._media_loader(file_id),
+                last = await self._bot.send_photo(chat_id, await self._photo(file_id),
                                                   reply_markup=markup if is_last else None)
             for i, chunk in enumerate(chunks):
                 last = await self._bot.send_message(
@@ -272,6 +271,12 @@ class TelegramChannel:
         except TelegramError as exc:
             raise _send_error(exc) from exc
         return str(last.message_id) if last else None
+
+    async def _photo(self, file_id: str) -> bytes:
+        try:
+            return await self._media_loader(file_id)
+        except KeyError as exc:  # MediaStore.load: no such file; it will not appear later
+            raise PermanentFailure(f"photo {file_id} is not in the media store") from exc
 
     def _markup(self, message: Outbound,
                 private: bool) -> InlineKeyboardMarkup | ReplyKeyboardMarkup | None:
@@ -341,11 +346,9 @@ def _name(user: User | None) -> str | None:
     return user.full_name if user else None
 
 
-def _context(user: User | None, message_id: int) -> dict[str, str]:
-    context = {"telegram_message_id": str(message_id)}
-    if user:
-        context["user_id"] = str(user.id)
-    return context
+def _context(user: User | None) -> dict[str, str]:
+    """Who wrote it: the chat is the address, but in the staff group people differ."""
+    return {"user_id": str(user.id)} if user else {}
 
 
 def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:

@@ -281,7 +281,7 @@ def test_parse_callback_query_as_action(channel: TelegramChannel) -> None:
     inbound = channel.parse("731000007", CITIZEN, update("callback_query"))
     assert inbound.action == "confirm" and inbound.text == ""
     assert inbound.sender == CITIZEN and inbound.chat_kind == "private"
-    assert inbound.context["callback_query_id"] == "4382bfdwdsb323b2d9"
+    assert inbound.context == {"user_id": CITIZEN}
 
 
 def test_parse_staff_group_is_marked_and_other_groups_ignored(channel: TelegramChannel) -> None:
@@ -380,6 +380,11 @@ async def test_send_photos_from_the_media_loader(fake: FakeTelegramAPI, channel:
     assert "reply_markup" in fake.calls_to("sendMessage")[0].params
     assert [c.method for c in fake.calls if c.method.startswith("send")] == \
         ["sendPhoto", "sendPhoto", "sendMessage"]
+
+
+async def test_send_with_a_missing_photo_fails_for_good(channel: TelegramChannel) -> None:
+    with pytest.raises(PermanentFailure):
+        await channel.send(CITIZEN, Outbound(text="ảnh", photos=["gfs-gone"]))
 
 
 async def test_flood_control_is_retry_later_with_the_servers_delay(
