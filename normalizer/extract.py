@@ -56,7 +56,8 @@ def _name_words(segment: str) -> list[re.Match[str]] | None:
             return None
         run = [words[0]]
         for w in words[1:]:
-            if not w.group()[0].isupper() or fold(w.group()) in _NAME_STOP:
+            shouting = w.group().isupper() and len(w.group()) > 1
+            if not w.group()[0].isupper() or (shouting and fold(w.group()) in _NAME_STOP):
                 break
             run.append(w)
     elif _is_surname(words[0].group()):
@@ -96,15 +97,19 @@ def _signature(t: str) -> tuple[int, int, str] | None:
 
 
 def _leading_name(t: str) -> tuple[int, int, str] | None:
-    """"Nguyễn Văn An, 0912…" — a surname-led name opening the message, then a comma or phone."""
-    words = _name_words(t.lstrip())
-    offset = len(t) - len(t.lstrip())
-    if not words or not _is_surname(words[0].group()):
-        return None
-    end = offset + words[-1].end()
-    if not re.match(r"\s*(?:[,\n\-:]|\+?\d)", t[end:]):
-        return None
-    return offset, end, _name_of(t.lstrip(), words)
+    """A bare surname-led name before a comma, dash or phone: "Nguyễn Văn An, 0912…".
+
+    At the start of the message two words do; at the start of a later sentence ("… hỏng.
+    Lê Thị Thu Hà - 0914…") three are needed, since a street name can open a sentence too.
+    """
+    for m in re.finditer(r"(?:^|[.!?\n])\s*", t):
+        words = _name_words(t[m.end():])
+        if not words or not _is_surname(words[0].group()) or (m.start() and len(words) < 3):
+            continue
+        end = m.end() + words[-1].end()
+        if re.match(r"\s*(?:[,\n\-:]|\+?\d|$)", t[end:]):
+            return m.end(), end, _name_of(t[m.end():], words)
+    return None
 
 
 def extract_name(text: str) -> str | None:
@@ -133,7 +138,7 @@ _NUMBER_LEADS, _NAME_LEADS, _WEAK_LEADS = (_leads(k) for k in
                                            ("number_leads", "name_leads", "weak_leads"))
 _BARE_NUMBER = re.compile(rf"(?<![\w/]){_NUMBER}(?=\s+[A-ZĐ])")
 _JOINERS = phrase_alternation(_PLACES["joiners"])
-_JOIN = re.compile(rf"^[\s,;\-–]*(?:(?:{_JOINERS})\s+)?[\s,;\-–]*$")
+_JOIN = re.compile(rf"^[\s,;\-–]*(?:(?:{_JOINERS})(?!\w))?[\s,;\-–]*$")
 
 
 def _accent_ok(t: str, m: re.Match[str], key: str) -> bool:

@@ -17,7 +17,8 @@ _DIGITS = re.compile(r"\d+")
 _ALLOWED = re.compile(r"^[\d\s+().\-]+$")
 # Not phones: report codes (PA-2026-000123), dates (12/05/2026), times, amounts, "số 12/3".
 _NOT_PHONES = re.compile(
-    r"[A-Za-z]{2,}[-_ ]?\d{2,4}[-_ ]?\d+|\d+(?:[/:]\d+)+|\d+(?:[.,]\d{3})+\s*(?:đ|d|vnd|k)\b",
+    r"[A-Za-z]{1,5}[-_]\d+(?:[-_]\d+)*|\bpa\s?20\d\d\s?\d{1,6}\b|\d+(?:[/:]\d+)+"
+    r"|\d+(?:[.,]\d{3})+\s*(?:đ|d|vnd|k)\b",
     re.I,
 )
 
@@ -54,7 +55,8 @@ def phone_problem(s: str) -> str | None:
     if not _ALLOWED.match(s):
         return "not_a_number"
     digits = _candidate(s).lstrip("+")
-    if len(digits) < 9:
+    national = digits[2:] if _candidate(s).startswith("+84") else digits.removeprefix("0")
+    if len(national) < 9:
         return "too_short"
     n = _parse(s)
     if n is not None and n.country_code != 84:
