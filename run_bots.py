@@ -1,0 +1,126 @@
+"""Entry point: `python run_bots.py` runs the gateway; sub-commands serve operators.
+
+    python run_bots.py                      run the gateway (embedded DB unless MONGODB_URI)
+    python run_bots.py understand "TEXT"    print what the normalizer reads in TEXT (JSON)
+    python run_bots.py replay FILE.jsonl    feed a transcript through the real pipeline
+    python run_bots.py policy check FILE    validate a policy and show its next working week
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from settings import Settings
+
+log = logging.getLogger("run_bots")
+
+
+def _policy(path: Path):  # type: ignore[no-untyped-def]
+    from cases.policy import PolicyError, load_policy
+    try:
+        return load_policy(path)
+    except PolicyError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+async def _serve(settings: Settings, uri: str) -> None:
+    from bots.gateway import Gateway
+    from channels.registry import build_channels
+    from normalizer.media import MediaLimits
+    from store.database import connect
+    from store.media import MediaStore
+
+    policy = _policy(settings.policy_file)
+    database = await connect(uri, settings.mongodb_database,
+                             settings.mongodb_timeout_ms)
+    channels = build_channels(settings, MediaStore(database).load)
+    limits = MediaLimits(settings.max_photo_bytes, settings.max_photo_pixels, settings.max_photos_per_report)
+    gateway = Gateway(database, policy, channels, limits=limits,
+                      web=(settings.web_host, settings.web_port), max_body_bytes=settings.max_body_bytes,
+                      idle_seconds=settings.worker_poll_seconds, outbox_max_attempts=settings.outbox_max_attempts)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await gateway.start()
+    log.info("gateway running: channels %s, policy %s", ", ".join(channels) or "none", policy.province)
+    if "console" in channels:
+        print(f"Kênh console đã sẵn sàng ({policy.province}). Gõ tin nhắn; /photo ĐƯỜNG_DẪN, "
+              "/location VĨ_ĐỘ KINH_ĐỘ; Ctrl-C để thoát.\n> ", end="", flush=True)
+    await stop.wait()
+    log.info("stopping")
+    await gateway.stop()
+    await database.close()
+
+
+def run(settings: Settings) -> int:
+    from store.database import DatabaseUnavailable
+    from store.embedded import EmbeddedServer, EmbeddedServerError
+
+    server = None
+    try:
+        uri = settings.mongodb_uri
+        if not uri:
+            server = EmbeddedServer(settings.embedded_db_path, settings.embedded_db_port)
+            server.start()
+            uri = server.uri
+        asyncio.run(_serve(settings, uri))
+    except (EmbeddedServerError, DatabaseUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if server is not None:
+            server.stop()
+    return 0
+
+
+def understand_command(settings: Settings, text: str) -> int:
+    from cases.routing import route
+    from normalizer.understand import understand
+
+    policy = _policy(settings.policy_file)
+    u = understand(text, policy.field_keywords(), policy.gazetteer.communes)
+    decision = route(policy, u.field, u.commune_code, u.field_confidence)
+    print(json.dumps({**u.model_dump(), "agency": decision.agency_id}, ensure_ascii=False))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="run_bots.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("run", help="run the gateway (the default)")
+    p = sub.add_parser("understand", help="print what the normalizer reads in TEXT")
+    p.add_argument("text")
+    p = sub.add_parser("replay", help="feed a JSONL transcript through the real pipeline")
+    p.add_argument("file")
+    p = sub.add_parser("policy", help="policy tools")
+    p.add_argument("action", choices=["check"])
+    p.add_argument("file")
+    args = parser.parse_args(argv)
+    settings = Settings()
+    logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "understand":
+        return understand_command(settings, args.text)
+    if args.command == "replay":
+        from bots.replay import main as replay
+        return replay(args.file, _policy(settings.policy_file))
+    if args.command == "policy":
+        from cases.policy_check import main as check
+        return check(args.file)
+    with contextlib.suppress(KeyboardInterrupt):
+        return run(settings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

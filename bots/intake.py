@@ -14,9 +14,10 @@ from bots.draft import Problem, absorb, missing
 from bots.texts import Texts, display_phone
 from cases.filing import CaseDesk
 from cases.policy import Policy
-from normalizer.commands import Command, parse_command
+from normalizer.signals import Command, parse_command
 from normalizer.messages import Button, Inbound, Outbound, utcnow
 from normalizer.phones import parse_phone
+from normalizer.text import fold
 from normalizer.understand import Understanding, understand
 from store.models import Conversation, Draft, Place
 from store.repos import Store
@@ -143,7 +144,7 @@ class _Turn:
     def _summary(self) -> str:
         d = self.conv.draft
         loc = d.location or Place()
-        parts = [loc.address, loc.commune if loc.commune and loc.commune not in (loc.address or "") else None]
+        parts = [loc.address, loc.commune if loc.commune and fold(loc.commune) not in fold(loc.address or "") else None]
         if loc.lat is not None and not loc.address:
             parts.append(f"{loc.lat:.5f}, {loc.lon:.5f}")
         place = ", ".join(p for p in parts if p) or self.bot.texts.render("labels", self.lang, key="no_location")
@@ -160,7 +161,7 @@ class _Turn:
         if kind == "cancel":
             await self.store.conversations.delete(self.conv.id)
             self.send(self.bot.say("cancelled", self.lang))
-        elif kind == "start_over":
+        elif kind == "restart":
             self.conv.draft = Draft(name_offered=self.conv.draft.name or self.conv.draft.name_offered,
                                     phone_offered=self.conv.draft.phone or self.conv.draft.phone_offered)
             self.send(self.bot.say("restarted", self.lang))
@@ -173,10 +174,10 @@ class _Turn:
             await self._confirm()
         elif kind == "edit" and cmd.field in EDITABLE:
             await self._next(self._edit(cmd.field, cmd.value or ""))
-        elif kind == "confidential":
+        elif kind == "confidential":  # may come inside a full report: read the rest too
             self.conv.draft.confidential = True
             self.send(self.bot.say("confidential", self.lang))
-            await self._next([])
+            return False
         else:
             return False
         return True

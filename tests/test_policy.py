@@ -24,7 +24,7 @@ def test_shipped_policy_loads(path):
     assert tuple(policy.fields) == FIELD_CODES
     for code, words in policy.field_keywords().items():
         if code != "other":
-            assert 10 <= len(words) <= 30, code
+            assert 10 <= len(words) <= 60 and len(set(words)) == len(words), code
     for agency in policy.agencies:
         assert agency.focal_email.endswith("@example.gov.vn")
         assert agency.head_email.endswith("@example.gov.vn")

@@ -1,0 +1,105 @@
+"""Everything the gateway runs, on one event loop: channels, web app, workers, scheduler.
+
+`run_bots.py` builds a `Gateway` from the settings; the tests build one directly with
+their own database, channels and clock. Start order: channels get their sinks, then the
+web app serves the webhook routes the channels offer, then the workers run.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime
+from typing import Any, Callable, Mapping
+
+from bots.intake import IntakeBot
+from bots.pipeline import Pipeline
+from bots.texts import Texts
+from cases.filing import CaseDesk
+from cases.policy import Policy
+from channels.base import Channel
+from channels.outbox import OutboxWorker
+from channels.webapp import WebServer, build_app, serve
+from normalizer.media import MediaLimits
+from normalizer.messages import utcnow
+from store.database import Database
+from store.media import MediaStore
+from store.repos import unit_of_work
+
+log = logging.getLogger(__name__)
+
+
+class Gateway:
+    def __init__(self, database: Database, policy: Policy, channels: Mapping[str, Channel], *,
+                 texts: Texts | None = None, clock: Callable[[], datetime] = utcnow,
+                 limits: MediaLimits = MediaLimits(), web: tuple[str, int] | None = None,
+                 max_body_bytes: int = 1_000_000, scheduler_seconds: float = 60.0,
+                 idle_seconds: float = 0.5, outbox_max_attempts: int = 8) -> None:
+        self.database, self.policy, self.channels = database, policy, dict(channels)
+        self.texts = texts or Texts()
+        self.clock = clock
+        self.media = MediaStore(database)
+        self.desk = CaseDesk(policy)
+        self.intake = IntakeBot(self.texts, policy, self.desk, clock=clock,
+                                max_photo_mb=limits.max_bytes // 1_000_000, max_photos=limits.max_count)
+        self.pipeline = Pipeline(database, self.channels, self.intake, self.media, limits)
+        self.outbox = OutboxWorker(database, self.channels, max_attempts=outbox_max_attempts)
+        self.web_address, self.max_body_bytes = web, max_body_bytes
+        self.scheduler_seconds, self.idle_seconds = scheduler_seconds, idle_seconds
+        self.web: WebServer | None = None
+        self.stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self, workers: bool = True) -> None:
+        """Start channels and web app; `workers=False` leaves processing to `drain` (replay)."""
+        for name, channel in self.channels.items():
+            await channel.start(self.pipeline.sink(name))
+            log.info("channel %s started", name)
+        if self.web_address is not None:
+            routes = [r for ch in self.channels.values() for r in getattr(ch, "routes", list)()]
+            app = build_app(routes, self.health, max_body_bytes=self.max_body_bytes)
+            self.web = await serve(app, *self.web_address)
+            log.info("web app on %s", self.web.url)
+        if workers:
+            self._start_workers()
+
+    def _start_workers(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self.pipeline.run(self.stopping, self.idle_seconds), name="pipeline"),
+            asyncio.create_task(self.outbox.run(self.stopping, self.idle_seconds), name="outbox"),
+            asyncio.create_task(self._schedule(), name="scheduler"),
+        ]
+
+    async def drain(self) -> None:
+        """Process every stored event and send every queued message (replay and tests)."""
+        while await self.pipeline.process_one() or await self.outbox.deliver_one():
+            pass
+
+    async def health(self) -> dict[str, Any]:
+        return {"database": "ok" if await self.database.ping() else "unreachable",
+                "channels": sorted(self.channels)}
+
+    async def tick(self) -> None:
+        """One scheduler pass: expire stale conversations (and, later, deadlines)."""
+        async with unit_of_work(self.database) as store:
+            for d in await self.intake.expire(store):
+                await store.outbox.enqueue(f"expire:{d.channel}:{d.address}:{self.clock():%Y%m%d%H%M}",
+                                           d.channel, d.address, d.message)
+
+    async def _schedule(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                await self.tick()
+            except Exception:  # noqa: BLE001 - the scheduler must outlive one bad pass
+                log.exception("scheduler pass failed")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), self.scheduler_seconds)
+
+    async def stop(self) -> None:
+        self.stopping.set()
+        for channel in self.channels.values():
+            with contextlib.suppress(Exception):
+                await channel.stop()
+        if self.web is not None:
+            await self.web.stop()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The README's two set-up commands:
+#   bash scripts/dev.sh run    install the gateway and run it (embedded database, console channel)
+#   bash scripts/dev.sh test   install what the tests need (Debian + PyPI) and run them
+# Works on a fresh Debian machine with Python 3.11; extra arguments go to run_bots.py / pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+ensure_venv() {
+    if [ ! -x "$VENV/bin/python" ]; then
+        if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
+            echo "dev.sh: installing python3-venv (Debian)" >&2
+            as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+            as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
+            rm -rf "$VENV"
+            "$PYTHON" -m venv "$VENV"
+        fi
+    fi
+    "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
+    "$VENV/bin/python" -m pip install -q -e ".$1"
+}
+
+case "${1:-}" in
+    run)
+        shift
+        ensure_venv ""
+        exec "$VENV/bin/python" run_bots.py "$@"
+        ;;
+    test)
+        shift
+        bash scripts/install-test-deps.sh
+        ensure_venv "[test]"
+        exec "$VENV/bin/python" -m pytest "$@"
+        ;;
+    *)
+        echo "usage: bash scripts/dev.sh run|test [args…]" >&2
+        exit 2
+        ;;
+esac
