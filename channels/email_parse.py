@@ -11,9 +11,9 @@ import base64
 import binascii
 import codecs
 import hashlib
+import logging
 import re
 import unicodedata
-from html.parser import HTMLParser
 from email import message_from_bytes, policy
 from email.errors import (MultipartInvariantViolationDefect, NoBoundaryInMultipartDefect,
                           StartBoundaryNotFoundDefect)
@@ -21,8 +21,10 @@ from email.message import EmailMessage
 from email.utils import getaddresses
 from typing import Any, Literal
 
+from channels.email_text import html_to_text, strip_quotes, subject_body
 from normalizer.messages import Inbound, MediaRef
 
+log = logging.getLogger(__name__)
 MailKind = Literal["citizen", "own", "auto_reply", "bounce", "list", "malformed"]
 
 _BROKEN = (NoBoundaryInMultipartDefect, StartBoundaryNotFoundDefect, MultipartInvariantViolationDefect)
@@ -61,16 +63,27 @@ def sender_of(msg: EmailMessage) -> tuple[str, str]:
 
 def envelope(raw: bytes) -> tuple[str, str]:
     """(message id, sender) naming a raw event: the Message-ID header or a hash of the bytes."""
-    msg = message_from_bytes(raw, policy=policy.default)
-    message_id = header(msg, "Message-ID")  # type: ignore[arg-type]
-    if not message_id:
-        message_id = "sha256:" + hashlib.sha256(raw).hexdigest()
-    return message_id, sender_of(msg)[1]  # type: ignore[arg-type]
+    try:
+        msg = message_from_bytes(raw, policy=policy.default)
+        message_id, sender = header(msg, "Message-ID"), sender_of(msg)[1]  # type: ignore[arg-type]
+    except Exception:  # noqa: BLE001 - a mail too broken to name still gets stored
+        message_id, sender = "", ""
+    return message_id or "sha256:" + hashlib.sha256(raw).hexdigest(), sender
 
 
 def classify_mail(payload: dict[str, Any], own_address: str = "") -> MailKind:
-    """What kind of mail a stored payload holds; only "citizen" mail reaches the bots."""
+    """What kind of mail a stored payload holds; the pipeline asks when `parse` gave None."""
     msg = load(payload)
+    kind = _kind(msg, payload, own_address)
+    if kind == "citizen":
+        try:
+            _inbound("", msg, payload, 0)  # type: ignore[arg-type]
+        except Exception:  # noqa: BLE001 - whatever parse_mail tripped over
+            return "malformed"
+    return kind
+
+
+def _kind(msg: EmailMessage | None, payload: dict[str, Any], own_address: str) -> MailKind:
     if msg is None:
         return "malformed"
     address = sender_of(msg)[1]
@@ -133,14 +146,21 @@ def _is_auto_reply(msg: EmailMessage) -> bool:
 def parse_mail(message_id: str, payload: dict[str, Any], own_address: str,
                max_attachment_bytes: int) -> Inbound | None:
     """The Inbound for citizen mail (EmailChannel.parse delegates here); None for all else."""
-    if classify_mail(payload, own_address) != "citizen":
-        return None
     msg = load(payload)
-    assert msg is not None  # classify_mail said it loads
+    if msg is None or _kind(msg, payload, own_address) != "citizen":
+        return None
+    try:
+        return _inbound(message_id, msg, payload, max_attachment_bytes)
+    except Exception:  # noqa: BLE001 - never raise on a stored mail: classify_mail says why
+        log.warning("unreadable e-mail %s", message_id, exc_info=True)
+        return None
+
+
+def _inbound(message_id: str, msg: EmailMessage, payload: dict[str, Any], limit: int) -> Inbound:
     name, address = sender_of(msg)
     subject = header(msg, "Subject")
     context = thread_context(msg, subject)
-    media, refused = _media(msg, max_attachment_bytes)
+    media, refused = _media(msg, limit)
     if refused:
         context["refused_attachments"] = "\n".join(refused)
     if "oversize" in payload:
@@ -237,77 +257,3 @@ def text_with_subject(subject: str, body: str) -> str:
         return body
     return f"{topic}\n\n{body}".strip()
 
-
-_CASE_CODE = re.compile(r"\[?\b[A-Z]{2,4}-[0-9][\w-]*\]?")
-_CUT = re.compile(
-    r"^(-- ?|--|_{8,}|-{3,} ?(original message|thư gốc|forwarded message|tin nhắn được chuyển tiếp)"
-    r" ?-{3,}|sent from my .*)$", re.IGNORECASE)
-_WROTE = re.compile(r"^(on\b.*\bwrote|vào\b.*\bđã viết):$", re.IGNORECASE | re.DOTALL)
-_HEAD_FROM = re.compile(r"^\*?(from|từ)\*?:", re.IGNORECASE)
-_HEAD_NEXT = re.compile(r"^\*?(sent|date|đã gửi|ngày)\*?:", re.IGNORECASE)  # Outlook's date line
-
-
-def subject_body(subject: str) -> str:
-    """The subject without case codes like "PA-2024-0012"; "" if nothing with letters is left."""
-    rest = _CASE_CODE.sub(" ", subject).strip(" :-–[]()")
-    return rest if any(ch.isalpha() for ch in rest) else ""
-
-
-def strip_quotes(text: str) -> str:
-    """Cut quoted history and signatures (English, Gmail-vi, Outlook/Outlook-vi); drop "> " lines."""
-    lines = [line.rstrip() for line in text.split("\n")]
-    kept: list[str] = []
-    for index, line in enumerate(lines):
-        if _ends_message(lines, index):
-            break
-        if not line.lstrip().startswith(">"):
-            kept.append(line)
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip()
-
-
-def _ends_message(lines: list[str], index: int) -> bool:
-    line = lines[index].strip()
-    if _CUT.match(lines[index]) or _WROTE.match(line):
-        return True
-    if re.match(r"^(on|vào)\b", line, re.IGNORECASE) and index + 1 < len(lines):
-        return bool(_WROTE.match(f"{line} {lines[index + 1].strip()}"))  # wrapped attribution
-    if _HEAD_FROM.match(line):
-        return any(_HEAD_NEXT.match(nxt.strip()) for nxt in lines[index + 1:index + 4])
-    return False
-
-
-class _HtmlText(HTMLParser):
-    """Collects visible text; blocks become line breaks; scripts, styles, quotes are dropped."""
-
-    SKIP = {"script", "style", "head", "title", "blockquote"}
-    BLOCK = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table", "hr"}
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.skipping = 0
-
-    def handle_starttag(self, tag: str, attrs: list) -> None:
-        if tag in self.SKIP:
-            self.skipping += 1
-        elif tag in self.BLOCK:
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self.SKIP:
-            self.skipping = max(0, self.skipping - 1)
-        elif tag in self.BLOCK:
-            self.parts.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self.skipping:
-            self.parts.append(re.sub(r"\s+", " ", data))
-
-
-def html_to_text(html: str) -> str:
-    """Visible text of an HTML mail body (stdlib parser; tolerant of broken markup)."""
-    parser = _HtmlText()
-    parser.feed(html)
-    parser.close()
-    lines = (" ".join(line.split()) for line in "".join(parser.parts).split("\n"))
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()

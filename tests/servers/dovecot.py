@@ -133,7 +133,7 @@ class DovecotServer:
 
     def remove(self) -> None:
         """Stop (if running) and delete the temporary directory."""
-        if port_open(self.port):
+        if port_open(self.port) or self._children():
             self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
 
