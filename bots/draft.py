@@ -91,10 +91,11 @@ def _text(draft: Draft, text: str, u: Understanding, asking: str | None, out: Ab
     if u.phone:
         draft.phone, draft.phone_offered = u.phone, None
         out.changed = True
-    elif asking == "phone" or _has_digit_run(text):
-        problem = phone_problem(text) if asking == "phone" else None
+    elif asking == "phone":
+        problem = phone_problem(text)
         if problem:
-            out.problems.append(Problem(f"phone_{problem}", text.strip()[:40]))
+            code = "phone_not_vietnamese" if problem == "not_vietnamese" else "phone_invalid"
+            out.problems.append(Problem(code, text.strip()[:40]))
     if u.email and not draft.email:
         draft.email, out.changed = u.email, True
     _address(draft, text, u, asking, out)
@@ -121,8 +122,3 @@ def _address(draft: Draft, text: str, u: Understanding, asking: str | None, out:
 def _looks_like_name(text: str) -> bool:
     words = text.strip().split()
     return 2 <= len(words) <= 6 and all(w.isalpha() for w in words)
-
-
-def _has_digit_run(text: str) -> bool:
-    digits = sum(c.isdigit() for c in text)
-    return digits >= 8

@@ -17,7 +17,7 @@ from cases.policy import Policy
 from normalizer.signals import Command, parse_command
 from normalizer.messages import Button, Inbound, Outbound, utcnow
 from normalizer.phones import parse_phone
-from normalizer.text import fold
+from normalizer.text import fold, has_diacritics
 from normalizer.understand import Understanding, understand
 from store.models import Conversation, Draft, Place
 from store.repos import Store
@@ -39,8 +39,8 @@ class IntakeBot:
             return []
         conv, is_new = await self._conversation(inbound, store)
         u = self._understand(inbound.text) if inbound.text.strip() else None
-        if u is not None and (is_new or len(inbound.text.split()) >= 3):
-            conv.language = u.language
+        if u is not None:
+            conv.language = _language(conv.language, u.language, inbound.text, is_new)
         turn = _Turn(self, inbound, store, conv)
         await turn.run(u, is_new)
         return turn.out
@@ -76,6 +76,15 @@ class IntakeBot:
             text = self.say("expired", conv.language)
             out.append(Delivery(conv.channel, conv.sender, Outbound(text=text, context=conv.context, kind="notice")))
         return out
+
+
+def _language(current: str, detected: str, text: str, is_new: bool) -> str:
+    """Switch only on clear evidence: a phone number or a name says nothing about language."""
+    if is_new:
+        return detected
+    if detected == "en" and len(text.split()) >= 3:
+        return "en"
+    return "vi" if has_diacritics(text) else current
 
 
 class _Turn:
@@ -118,6 +127,7 @@ class _Turn:
 
     async def _next(self, problems: list[Problem]) -> None:
         notes = [self.bot.say("problem", self.lang, problem=p.code, value=p.value) for p in problems]
+        notes = [n for n in notes if n]
         gaps = missing(self.conv.draft)
         if gaps:
             self.conv.stage, self.conv.asking = "collecting", gaps[0]
