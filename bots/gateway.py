@@ -12,6 +12,7 @@ import logging
 from datetime import datetime
 from typing import Any, Callable, Mapping
 
+from bots.dispatch import Dispatcher
 from bots.intake import IntakeBot
 from bots.pipeline import Pipeline
 from bots.texts import Texts
@@ -42,7 +43,8 @@ class Gateway:
         self.desk = CaseDesk(policy)
         self.intake = IntakeBot(self.texts, policy, self.desk, clock=clock,
                                 max_photo_mb=limits.max_bytes // 1_000_000, max_photos=limits.max_count)
-        self.pipeline = Pipeline(database, self.channels, self.intake, self.media, limits)
+        self.dispatcher = Dispatcher(self.intake)
+        self.pipeline = Pipeline(database, self.channels, self.dispatcher, self.media, limits)
         self.outbox = OutboxWorker(database, self.channels, max_attempts=outbox_max_attempts)
         self.web_address, self.max_body_bytes = web, max_body_bytes
         self.scheduler_seconds, self.idle_seconds = scheduler_seconds, idle_seconds

@@ -35,8 +35,6 @@ class IntakeBot:
         self.limits = {"limit_mb": max_photo_mb, "max_photos": max_photos}
 
     async def handle(self, inbound: Inbound, store: Store) -> list[Delivery]:
-        if inbound.chat_kind == "group":
-            return []
         conv, is_new = await self._conversation(inbound, store)
         u = self._understand(inbound.text) if inbound.text.strip() else None
         if u is not None:
