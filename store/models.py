@@ -85,9 +85,22 @@ class Reflection(Record):
     hidden_reason: str | None = None
     routing_reason: str | None = None
     history: list[HistoryEntry] = []
+    # The agency's answer (agency loop, staff edits) and what the citizen thought of it.
+    result: str | None = None
+    result_attachments: list[str] = []  # GridFS ids of files the agency attached
+    result_agency: str | None = None
+    rating: str | None = None  # satisfied | acceptable | not_satisfied
     entered_at: dict[str, datetime] = {}
     subscribers: list[Subscriber] = []
     deadlines: dict[str, datetime] = {}
+    # SLA state (cases.deadlines, cases.sla): clock start of the current phase, next alert
+    # moment (indexed), alerts already handled in this phase, lateness (a flag, not a state).
+    sla_since: datetime | None = None
+    next_due: datetime | None = None
+    reminders_sent: list[str] = []
+    late: bool = False
+    late_at: datetime | None = None
+    duplicate_candidates: list[DuplicateCandidate] = []
     version: int = 0
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
@@ -159,3 +172,21 @@ class Conversation(Record):
     updated_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime | None = None
     expiry_notified: bool = False
+
+
+class DuplicateCandidate(Record):
+    """A later report of the same matter, linked to a case instead of filed (cases.duplicates)."""
+
+    id: str
+    channel: str
+    sender: str
+    language: str = "vi"
+    context: dict[str, str] = {}
+    draft: Draft
+    similarity: float
+    status: str = "candidate"  # candidate | confirmed | split
+    split_code: str | None = None
+    at: datetime = Field(default_factory=utcnow)
+
+
+Reflection.model_rebuild()
