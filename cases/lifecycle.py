@@ -13,6 +13,7 @@ from typing import Any
 
 from pymongo import ReturnDocument
 
+from cases.deadlines import on_transition
 from normalizer.messages import utcnow
 from store.models import Reflection
 from store.repos import Store
@@ -75,7 +76,8 @@ async def transition(store: Store, reflection: Reflection, to_status: str, actor
     now = at or utcnow()
     entry = {"actor": actor.id, "role": actor.role, "action": "transition",
              "from_status": reflection.status, "to_status": to_status, "reason": reason, "at": now}
-    sets = {"status": to_status, "updated_at": now, f"entered_at.{to_status}": now, **(changes or {})}
+    sets = {"status": to_status, "updated_at": now, f"entered_at.{to_status}": now,
+            **on_transition(reflection.status, to_status, now), **(changes or {})}  # SLA clock
     return await _apply(store, reflection, sets, entry)
 
 

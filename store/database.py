@@ -66,7 +66,11 @@ async def ensure_indexes(db: AsyncDatabase) -> None:
     await db.reflections.create_index("code", unique=True)
     await db.reflections.create_index([("status", ASCENDING), ("created_at", DESCENDING)])
     await db.reflections.create_index([("citizen_id", ASCENDING)])
-    await db.reflections.create_index([("geo", "2dsphere")])
+    # The version is spelled out so that a restart re-creates an identical spec (the embedded
+    # server compares it with the stored index's and would refuse the call otherwise).
+    await db.reflections.create_index([("geo", "2dsphere")], **{"2dsphereIndexVersion": 3})
+    await db.reflections.create_index([("next_due", ASCENDING)])  # cases.sla: alerts due
+    await db.reflections.create_index([("late", ASCENDING), ("late_at", ASCENDING)])  # IOC late list
     await db.citizens.create_index("phone", unique=True, sparse=True)
     await db.citizens.create_index([("identities.channel", ASCENDING), ("identities.address", ASCENDING)])
     await db.conversations.create_index([("expires_at", ASCENDING)])

@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Sequence
 
 from bson import ObjectId
 from pymongo import ReturnDocument
@@ -17,8 +17,8 @@ from pymongo.errors import DuplicateKeyError
 
 from normalizer.messages import Outbound, utcnow
 from store.database import Database
-from store.models import (AuditEntry, Citizen, Conversation, Identity, InboundRecord,
-                          OutboxItem, Reflection)
+from store.models import (AuditEntry, Citizen, Conversation, DuplicateCandidate, HistoryEntry,
+                          Identity, InboundRecord, OutboxItem, Reflection, Subscriber)
 from store.safe import plain
 
 
@@ -178,6 +178,62 @@ class ReflectionRepo(_Repo):
     async def all(self) -> list[Reflection]:
         cursor = self.db.reflections.find({}, session=self.s).sort("created_at", 1)
         return [Reflection.model_validate(d) async for d in cursor]
+
+    # --- SLA and duplicates (cases.sla, cases.duplicates) ---------------------------------
+    async def sla_candidates(self, now: datetime, open_states: Sequence[str], limit: int = 200) -> list[Reflection]:
+        """Cases with an SLA alert due by `now` (index on next_due), or open and never stamped."""
+        query = {"$or": [{"next_due": {"$lte": now}},
+                         {"sla_since": None, "status": {"$in": list(open_states)}}]}
+        cursor = self.db.reflections.find(query, session=self.s).sort("next_due", 1).limit(limit)
+        return [Reflection.model_validate(d) async for d in cursor]
+
+    async def update_if_unchanged(self, reflection: Reflection, sets: dict[str, Any],
+                                  entries: list[HistoryEntry]) -> bool:
+        """Set fields and append audit entries, unless the case changed state meanwhile."""
+        result = await self.db.reflections.update_one(
+            {"code": plain(reflection.code), "version": reflection.version, "status": reflection.status},
+            {"$set": sets, "$push": {"history": {"$each": [e.model_dump() for e in entries]}}},
+            session=self.s)
+        return result.matched_count == 1
+
+    async def late_open(self, open_states: Sequence[str]) -> list[Reflection]:
+        """The IOC's list of late cases still open, longest late first."""
+        cursor = self.db.reflections.find({"late": True, "status": {"$in": list(open_states)}},
+                                          session=self.s).sort("late_at", 1)
+        return [Reflection.model_validate(d) async for d in cursor]
+
+    async def near(self, lon: float, lat: float, radius_m: float, query: dict[str, Any],
+                   limit: int = 20) -> list[Reflection]:
+        """Cases matching `query` within `radius_m` of the point, nearest first (2dsphere on geo)."""
+        point = {"type": "Point", "coordinates": [float(lon), float(lat)]}
+        cursor = self.db.reflections.find(
+            {"geo": {"$near": {"$geometry": point, "$maxDistance": float(radius_m)}}, **query},
+            session=self.s).limit(limit)
+        return [Reflection.model_validate(d) async for d in cursor]
+
+    async def link_candidate(self, code: str, subscriber: Subscriber, candidate: DuplicateCandidate,
+                             entry: HistoryEntry) -> None:
+        """Record a duplicate report on a case and subscribe its author (once) to the result."""
+        await self.db.reflections.update_one(
+            {"code": plain(code)},
+            {"$push": {"duplicate_candidates": candidate.model_dump(), "history": entry.model_dump()}},
+            session=self.s)
+        await self.db.reflections.update_one(
+            {"code": plain(code), "subscribers": {"$not": {"$elemMatch": {
+                "channel": plain(subscriber.channel), "address": plain(subscriber.address)}}}},
+            {"$push": {"subscribers": subscriber.model_dump()}}, session=self.s)
+
+    async def decide_candidate(self, code: str, candidate_id: str, status: str, entry: HistoryEntry,
+                               split_code: str | None = None, unsubscribe: Subscriber | None = None) -> bool:
+        """Staff decision on a duplicate candidate; False if it was already decided."""
+        sets = {"duplicate_candidates.$.status": status, "duplicate_candidates.$.split_code": split_code}
+        update: dict[str, Any] = {"$set": sets, "$push": {"history": entry.model_dump()}}
+        if unsubscribe is not None:
+            update["$pull"] = {"subscribers": {"channel": unsubscribe.channel, "address": unsubscribe.address}}
+        result = await self.db.reflections.update_one(
+            {"code": plain(code), "duplicate_candidates": {"$elemMatch": {
+                "id": plain(candidate_id), "status": "candidate"}}}, update, session=self.s)
+        return result.matched_count == 1
 
 
 class AuditRepo(_Repo):
