@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     email_smtp_user: str | None = None
     email_smtp_password: SecretStr | None = None
     email_poll_seconds: float = 60.0
+    email_max_message_bytes: int = 11_000_000  # larger mail is stored as headers only
 
     # Limits and timings.
     max_photo_bytes: int = 10_000_000

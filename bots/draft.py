@@ -60,7 +60,7 @@ def _media(draft: Draft, inbound: Inbound, out: Absorbed, gazetteer: Gazetteer) 
         if draft.location is None and photo.location is not None:
             _pin(draft, photo.location.lat, photo.location.lon, out, gazetteer, quiet=True)
     out.problems += [Problem(code) for code in dict.fromkeys(inbound.rejected_media)]
-    for refused in filter(None, inbound.context.get("refused_attachments", "").split(",")):
+    for refused in filter(None, inbound.context.get("refused_attachments", "").splitlines()):
         out.problems.append(Problem("attachment_refused", refused.split(":")[0]))
     if inbound.location is not None:
         _pin(draft, inbound.location.lat, inbound.location.lon, out, gazetteer)

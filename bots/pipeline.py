@@ -67,7 +67,7 @@ class Pipeline:
             return
         inbound = channel.parse(record.message_id, record.sender, record.payload)
         if inbound is None:
-            await Store(self.database).inbound.finish(record.id, "ignored")
+            await self._skip(channel, record)
             return
         inbound = await resolve_media(inbound, channel.fetch_media, self.media, self.limits)
         async with unit_of_work(self.database) as store:
@@ -75,6 +75,15 @@ class Pipeline:
             for n, d in enumerate(deliveries):
                 await store.outbox.enqueue(f"in:{record.id}:{n}", d.channel, d.address, d.message)
             await store.inbound.finish(record.id, "done")
+
+    async def _skip(self, channel: Channel, record: InboundRecord) -> None:
+        store = Store(self.database)
+        status, reason = getattr(channel, "skip_reason", lambda _: ("ignored", None))(record.payload)
+        bounced = getattr(channel, "undeliverable", lambda _: None)(record.payload)
+        if bounced:
+            await store.citizens.mark_unreachable(record.channel, bounced)
+            log.info("%s: %s is undeliverable", record.channel, bounced)
+        await store.inbound.finish(record.id, status, reason)
 
     async def run(self, stop: asyncio.Event, idle_seconds: float = 0.5) -> None:
         while not stop.is_set():

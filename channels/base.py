@@ -58,3 +58,9 @@ class Channel(Protocol):
 
     async def fetch_media(self, media: MediaRef) -> bytes:
         """Download an attachment referenced by `parse`."""
+
+
+# Optional hooks a channel may define (the pipeline uses defaults otherwise):
+#   skip_reason(payload) -> (status, reason)   why `parse` returned None ("ignored" by default)
+#   undeliverable(payload) -> address | None    a bounce: this address cannot be reached
+#   routes() -> list[Route]                     webhook endpoints for the shared web app

@@ -162,8 +162,13 @@ class EmailChannel:
         """Why `parse` returned None: own / auto_reply / bounce / list / malformed (or citizen)."""
         return email_parse.classify_mail(payload, self.address)
 
-    def bounced_recipient(self, payload: dict[str, Any]) -> str | None:
-        """For a bounce: the address that could not be delivered, to mark it undeliverable."""
+    def skip_reason(self, payload: dict[str, Any]) -> tuple[str, str]:
+        """Pipeline hook for a mail `parse` dropped: malformed ones fail, the rest are ignored."""
+        kind = self.classify_mail(payload)
+        return ("failed" if kind == "malformed" else "ignored", kind)
+
+    def undeliverable(self, payload: dict[str, Any]) -> str | None:
+        """Pipeline hook: for a bounce, the address that could not be delivered."""
         return email_parse.bounced_recipient(payload)
 
     async def fetch_media(self, media: MediaRef) -> bytes:
@@ -196,7 +201,9 @@ class EmailChannel:
         if "@" not in to or any(c in address for c in "\r\n"):
             raise Unreachable(f"not an e-mail address: {address!r}")
         ctx = message.context
-        in_reply_to, references = ctx.get("in_reply_to", ""), ctx.get("references", "").split()
+        # The context is the citizen's message being answered (Inbound.context) or explicit headers.
+        in_reply_to = ctx.get("message_id") or ctx.get("in_reply_to", "")
+        references = ctx.get("references", "").split()
         if in_reply_to and in_reply_to not in references:
             references.append(in_reply_to)
         subject = ctx.get("subject") or self.default_subject

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Awaitable, Callable
 
+from bots.texts import Texts
 from channels.base import Channel
 from settings import Settings
 
@@ -30,7 +31,9 @@ def _telegram(settings: Settings, media: MediaLoader) -> Channel | None:
         webhook_url=settings.telegram_webhook_url,
         secret_token=secret.get_secret_value() if secret else None,
         staff_chat_id=settings.telegram_staff_chat_id, media_loader=media,
-        max_file_bytes=settings.max_photo_bytes)
+        max_file_bytes=settings.max_photo_bytes,
+        location_label=Texts().render("labels", "vi", key="share_location"),
+        contact_label=Texts().render("labels", "vi", key="share_contact"))
 
 
 def _email(settings: Settings, media: MediaLoader) -> Channel | None:
@@ -48,7 +51,8 @@ def _email(settings: Settings, media: MediaLoader) -> Channel | None:
         smtp_password=smtp_pw.get_secret_value() if smtp_pw else None,
         smtp_security=settings.email_smtp_security, address=settings.email_address,
         display_name=settings.email_display_name, media_loader=media,
-        max_attachment_bytes=settings.max_photo_bytes, poll_seconds=settings.email_poll_seconds)
+        max_attachment_bytes=settings.max_photo_bytes, max_message_bytes=settings.email_max_message_bytes,
+        poll_seconds=settings.email_poll_seconds)
 
 
 CHANNELS: dict[str, Factory] = {

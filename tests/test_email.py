@@ -314,8 +314,8 @@ def test_classify_and_ignore(parser, name, kind):
 
 
 def test_bounce_names_the_failed_recipient(parser):
-    assert parser.bounced_recipient(fixture_payload("bounce_dsn.eml")) == "gone.user@example.com"
-    assert parser.bounced_recipient(fixture_payload("plain.eml")) is None
+    assert parser.undeliverable(fixture_payload("bounce_dsn.eml")) == "gone.user@example.com"
+    assert parser.undeliverable(fixture_payload("plain.eml")) is None
 
 
 def test_unreadable_payload_is_malformed_not_an_exception(parser):
