@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Callable
 
-from pymongo.errors import PyMongoError
+from pymongo.errors import OperationFailure, PyMongoError
 
 from bots.texts import Texts
 from cases import deadlines
@@ -82,7 +82,8 @@ async def sla_pass(database: Database, policy: Policy, calendar: WorkingCalendar
         try:
             async with unit_of_work(database) as store:
                 await _handle_case(store, ctx, reflection, now, report)
-        except _Changed:
+        except (_Changed, OperationFailure) as exc:  # moved meanwhile, or a write conflict
+            log.info("sla: %s skipped this pass: %s", reflection.code, type(exc).__name__)
             report.skipped.append(reflection.code)
     return report
 
