@@ -4,6 +4,7 @@
     python run_bots.py understand "TEXT"    print what the normalizer reads in TEXT (JSON)
     python run_bots.py replay FILE.jsonl    feed a transcript through the real pipeline
     python run_bots.py policy check FILE    validate a policy and show its next working week
+    python run_bots.py report --from D --to D --out DIR   case report as XLSX, CSV and PNG
 """
 from __future__ import annotations
 
@@ -105,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("policy", help="policy tools")
     p.add_argument("action", choices=["check"])
     p.add_argument("file")
+    p = sub.add_parser("report", help="write the case report for local days FROM..TO (XLSX, CSV, PNG)")
+    p.add_argument("--from", dest="first", required=True, help="YYYY-MM-DD")
+    p.add_argument("--to", dest="last", required=True, help="YYYY-MM-DD (included)")
+    p.add_argument("--out", required=True, type=Path, help="output directory")
     args = parser.parse_args(argv)
     settings = Settings()
     logging.basicConfig(level=settings.log_level.upper(), stream=sys.stderr,
@@ -114,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "replay":
         from bots.replay import main as replay
         return replay(args.file, _policy(settings.policy_file))
+    if args.command == "report":
+        from cases.report_export import report_command
+        return report_command(settings, args.first, args.last, args.out)
     if args.command == "policy":
         from cases.policy_check import main as check
         return check(args.file)
