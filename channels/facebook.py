@@ -1,0 +1,254 @@
+"""Facebook Messenger transport: a Page's webhook in, the Send API out (Graph API on httpx).
+
+Why not `facebook-sdk`: its 3.1.0 (2018) knows only Graph API 2.8–3.1, long retired, and
+has no Messenger support; the Send API is one JSON `POST`, so this module speaks it.
+
+The gateway builds one `FacebookChannel` from settings, calls `bind(database)` (reply
+windows) and `start(sink)`; `routes()` gives `channels.webapp` the webhook: a `GET` that
+answers Meta's subscription challenge, and a `POST` whose `X-Hub-Signature-256` must be
+the HMAC-SHA256 of the raw body under the app secret. Each `entry[].messaging[]` item is
+stored as one event (echoes, delivery and read receipts are dropped); the pipeline calls
+`parse` and `fetch_media`, the outbox calls `send`.
+
+Messenger allows a free reply for 24 hours after the citizen's last message; later only
+a message tag the Page may use (configured per `Outbound.kind`), else `WindowClosed`.
+Messenger has no location sharing any more: a Google Maps / OpenStreetMap link in the
+text gives `Inbound.location`, an address stays text for the normalizer.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from datetime import datetime, timedelta, timezone
+from typing import Any, Awaitable, Callable, Mapping
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from channels.base import EventSink, PermanentFailure, RetryLater, Unreachable, WindowClosed
+from channels.http_media import download_capped
+from channels.maplinks import point_from_links
+from channels.telegram import split_text
+from channels.webapp import NotReady, WebhookRejected, WebhookRoute
+from normalizer.messages import GeoPoint, Inbound, MediaRef, Outbound, utcnow
+from store.database import Database
+from store.windows import ReplyWindows
+
+log = logging.getLogger(__name__)
+
+SIGNATURE_HEADER = "x-hub-signature-256"
+MAX_TEXT = 2000
+MAX_QUICK_REPLIES, MAX_TITLE = 13, 20
+STANDARD_WINDOW = timedelta(hours=24)
+TAG_WINDOWS = {"HUMAN_AGENT": timedelta(days=7)}  # tags with their own, longer limit
+RATE_LIMIT_CODES = {4, 17, 32, 613, 80006}
+TRANSIENT_CODES = {1, 2}
+OUTSIDE_WINDOW = 2018278  # error_subcode: "sent outside of allowed window"
+MediaLoader = Callable[[str], Awaitable[bytes]]
+
+
+class FacebookChannel:
+    """One Facebook Page; citizens write to it in Messenger."""
+
+    name = "facebook"
+
+    def __init__(self, *, page_token: str, app_secret: str, verify_token: str,
+                 media_loader: MediaLoader, graph_url: str = "https://graph.facebook.com",
+                 api_version: str = "v24.0", webhook_path: str = "/facebook/webhook",
+                 message_tags: Mapping[str, str] | None = None, max_file_bytes: int = 10_000_000,
+                 clock: Callable[[], datetime] = utcnow, timeout: float = 30.0) -> None:
+        """Called by the registry with settings (tests: with the fake Graph API's URL).
+
+        `message_tags` maps `Outbound.kind` (result, reminder, notice…) to the message tag
+        used after the 24-hour window, e.g. {"result": "HUMAN_AGENT"}; kinds without one
+        raise `WindowClosed` there."""
+        self._token, self._secret, self._verify_token = page_token, app_secret, verify_token
+        self._messages_url = f"{graph_url.rstrip('/')}/{api_version}/me/messages"
+        self._media_loader, self._max_file_bytes = media_loader, max_file_bytes
+        self._path, self._tags, self._clock = webhook_path, dict(message_tags or {}), clock
+        self._http = httpx.AsyncClient(timeout=timeout)
+        self._windows: ReplyWindows | None = None
+        self._sink: EventSink | None = None
+
+    def bind(self, database: Database) -> None:
+        """Called by the gateway before `start`: where reply windows are kept."""
+        self._windows = ReplyWindows(database)
+
+    async def start(self, sink: EventSink) -> None:
+        self._sink = sink
+
+    async def stop(self) -> None:
+        await self._http.aclose()
+
+    def routes(self) -> list[Route]:
+        """Called by the gateway: the subscription check (GET) and the events (POST)."""
+        return [Route(self._path, self._challenge, methods=["GET"]),
+                WebhookRoute(self._path, self._verify, self._events, self._receive).route()]
+
+    # ---- receiving ---------------------------------------------------------------------
+    async def _challenge(self, request: Request) -> PlainTextResponse:
+        """Meta's one-time check when the webhook URL is saved in the app dashboard."""
+        query = request.query_params
+        token = query.get("hub.verify_token", "")
+        if query.get("hub.mode") == "subscribe" and hmac.compare_digest(
+                token.encode(), self._verify_token.encode()):
+            return PlainTextResponse(query.get("hub.challenge", ""))
+        return PlainTextResponse("forbidden", status_code=403)
+
+    def _verify(self, headers: Mapping[str, str], body: bytes) -> None:
+        given = headers.get(SIGNATURE_HEADER, "").strip()
+        if not given:
+            raise WebhookRejected("missing X-Hub-Signature-256", status=401)
+        expected = "sha256=" + hmac.new(self._secret.encode(), body, hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(given.lower().encode(), expected.encode()):
+            raise WebhookRejected("wrong X-Hub-Signature-256")
+
+    def _events(self, payload: Any) -> list[tuple[str, str, dict[str, Any]]]:
+        """Called by the web app: one event per citizen message or postback in the batch."""
+        if not isinstance(payload, dict) or payload.get("object") != "page":
+            raise ValueError("not a Page webhook")
+        events = []
+        for entry in payload["entry"]:
+            for item in entry.get("messaging") or []:
+                event_id = _event_id(item)
+                if event_id is not None:
+                    events.append((event_id, str(item["sender"]["id"]), item))
+        return events
+
+    async def _receive(self, message_id: str, sender: str, payload: dict[str, Any]) -> bool:
+        """Store the event, then note the citizen's message: it opens the 24-hour window."""
+        if self._sink is None or self._windows is None:
+            raise NotReady("facebook channel not started")
+        new = await self._sink(message_id, sender, payload)
+        await self._windows.touch(self.name, sender, _time(payload))
+        return new
+
+    # ---- parsing -----------------------------------------------------------------------
+    def parse(self, message_id: str, sender: str, payload: dict[str, Any]) -> Inbound | None:
+        """Called by the pipeline on one stored `messaging` item."""
+        base = dict(channel=self.name, sender=sender, message_id=message_id, received_at=_time(payload))
+        if "postback" in payload:
+            action = payload["postback"].get("payload")
+            return Inbound(**base, action=action) if action else None
+        message = payload.get("message") or {}
+        attachments = [a for a in message.get("attachments") or [] if isinstance(a, dict)]
+        text = str(message.get("text") or "")
+        links = " ".join([text, *[str((a.get("payload") or {}).get("url") or a.get("url") or "")
+                                   for a in attachments if a.get("type") == "fallback"]])
+        inbound = Inbound(**base, text=text, action=(message.get("quick_reply") or {}).get("payload"),
+                          media=[MediaRef(ref=a["payload"]["url"], declared_type="image/jpeg")
+                                 for a in attachments
+                                 if a.get("type") == "image" and (a.get("payload") or {}).get("url")],
+                          location=_shared_location(attachments) or point_from_links(links))
+        empty = not (inbound.text or inbound.media or inbound.location or inbound.action)
+        return None if empty else inbound
+
+    async def fetch_media(self, media: MediaRef) -> bytes:
+        """Called by the normalizer: download from Facebook's CDN, capped."""
+        return await download_capped(self._http, media.ref, self._max_file_bytes)
+
+    # ---- sending -----------------------------------------------------------------------
+    async def send(self, address: str, message: Outbound) -> str | None:
+        """Called by the outbox: photos, then text parts, quick replies on the last one."""
+        route = await self._messaging(address, message.kind)
+        last = None
+        for photo in message.photos:
+            last = await self._send_photo(address, route, photo)
+        chunks = split_text(message.text, MAX_TEXT)
+        for i, chunk in enumerate(chunks):
+            body: dict[str, Any] = {"text": chunk}
+            if message.buttons and i == len(chunks) - 1:
+                body["quick_replies"] = [
+                    {"content_type": "text", "title": b.label[:MAX_TITLE], "payload": b.action}
+                    for b in message.buttons[:MAX_QUICK_REPLIES]]
+            last = await self._post(json={"recipient": {"id": address}, **route, "message": body})
+        return last
+
+    async def _messaging(self, address: str, kind: str) -> dict[str, str]:
+        """`RESPONSE` inside the 24-hour window, else the kind's tag, else WindowClosed."""
+        assert self._windows is not None, "bind(database) first"
+        last = await self._windows.last(self.name, address)
+        age = self._clock() - last if last is not None else None
+        if age is not None and age <= STANDARD_WINDOW:
+            return {"messaging_type": "RESPONSE"}
+        tag = self._tags.get(kind)
+        if tag and age is not None and age <= TAG_WINDOWS.get(tag, timedelta.max):
+            return {"messaging_type": "MESSAGE_TAG", "tag": tag}
+        raise WindowClosed(f"messenger: outside the 24-hour window, no usable tag for {kind!r}")
+
+    async def _send_photo(self, address: str, route: dict[str, str], photo: str) -> str | None:
+        if photo.startswith("https://"):
+            attachment = {"type": "image", "payload": {"url": photo, "is_reusable": True}}
+            return await self._post(json={"recipient": {"id": address}, **route,
+                                          "message": {"attachment": attachment}})
+        try:
+            content = await self._media_loader(photo)
+        except KeyError as exc:
+            raise PermanentFailure(f"photo {photo} is not in the media store") from exc
+        attachment = {"type": "image", "payload": {"is_reusable": False}}
+        form = {"recipient": json.dumps({"id": address}), **route,
+                "message": json.dumps({"attachment": attachment})}
+        return await self._post(data=form, files={"filedata": ("photo.jpg", content, "image/jpeg")})
+
+    async def _post(self, **request: Any) -> str | None:
+        headers = {"Authorization": f"Bearer {self._token}"}
+        try:
+            response = await self._http.post(self._messages_url, headers=headers, **request)
+        except httpx.HTTPError as exc:
+            raise RetryLater(f"graph api unreachable: {type(exc).__name__}") from None
+        if response.status_code == 200:
+            return response.json().get("message_id")
+        raise _send_error(response, tagged="tag" in (request.get("json") or request.get("data") or {}))
+
+
+def _send_error(response: httpx.Response, tagged: bool) -> Exception:
+    """Map a Graph API error to the outbox's vocabulary."""
+    try:
+        error = response.json().get("error") or {}
+    except ValueError:
+        error = {}
+    code, sub = error.get("code"), error.get("error_subcode")
+    text = f"graph api {response.status_code} code {code}/{sub}: {error.get('message', '')}"[:300]
+    if response.status_code == 429 or code in RATE_LIMIT_CODES:
+        after = response.headers.get("retry-after", "")
+        return RetryLater(text, after=float(after) if after.isdigit() else None)
+    if response.status_code >= 500 or code in TRANSIENT_CODES or error.get("is_transient"):
+        return RetryLater(text)
+    if sub == OUTSIDE_WINDOW or (tagged and code in (10, 200)):
+        return WindowClosed(text)
+    if code == 551 or (code == 100 and sub == 2018001):  # person unavailable / no such user
+        return Unreachable(text)
+    if code == 190:  # the page token was revoked or expired: keep the message for a new one
+        return RetryLater(f"{text} (check FACEBOOK_PAGE_TOKEN)")
+    return PermanentFailure(text)
+
+
+def _event_id(item: dict[str, Any]) -> str | None:
+    """The id to deduplicate on; None for what we never store (echoes, receipts)."""
+    message = item.get("message")
+    if isinstance(message, dict) and not message.get("is_echo"):
+        return str(message["mid"])
+    postback = item.get("postback")
+    if isinstance(postback, dict):
+        return str(postback.get("mid") or f"postback:{item['sender']['id']}:{item['timestamp']}")
+    return None
+
+
+def _time(item: dict[str, Any]) -> datetime:
+    return datetime.fromtimestamp(int(item["timestamp"]) / 1000, tz=timezone.utc)
+
+
+def _shared_location(attachments: list[dict[str, Any]]) -> GeoPoint | None:
+    """Older Messenger clients still send `location` attachments with coordinates."""
+    for a in attachments:
+        coordinates = (a.get("payload") or {}).get("coordinates") or {}
+        if a.get("type") == "location" and "lat" in coordinates:
+            try:
+                return GeoPoint(lat=float(coordinates["lat"]), lon=float(coordinates["long"]))
+            except (KeyError, TypeError, ValueError):
+                return None
+    return None
