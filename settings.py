@@ -40,6 +40,25 @@ class Settings(BaseSettings):
     telegram_base_url: str = "https://api.telegram.org/bot"
     telegram_base_file_url: str = "https://api.telegram.org/file/bot"
 
+    # Zalo Official Account (all four secrets needed to enable the channel).
+    zalo_app_id: str | None = None
+    zalo_app_secret: SecretStr | None = None
+    zalo_oa_secret_key: SecretStr | None = None
+    zalo_refresh_token: SecretStr | None = None
+    zalo_access_token: SecretStr | None = None
+    zalo_webhook_path: str = "/zalo/webhook"
+    zalo_api_url: str = "https://openapi.zalo.me"
+    zalo_oauth_url: str = "https://oauth.zaloapp.com"
+
+    # Facebook Messenger (a Page and a Meta app).
+    facebook_page_token: SecretStr | None = None
+    facebook_app_secret: SecretStr | None = None
+    facebook_verify_token: SecretStr | None = None
+    facebook_graph_url: str = "https://graph.facebook.com"
+    facebook_api_version: str = "v24.0"
+    facebook_webhook_path: str = "/facebook/webhook"
+    facebook_message_tags: str = ""  # e.g. "result=HUMAN_AGENT,reminder=HUMAN_AGENT"
+
     # E-mail inbox (citizens and agencies).
     email_address: str | None = None
     email_display_name: str = "Trung tâm IOC"
@@ -67,7 +86,8 @@ class Settings(BaseSettings):
 
     @property
     def has_platform_credentials(self) -> bool:
-        return bool(self.telegram_bot_token or self.email_imap_host)
+        return bool(self.telegram_bot_token or self.email_imap_host or self.zalo_app_id
+                    or self.facebook_page_token)
 
     @property
     def console_enabled(self) -> bool:

@@ -38,6 +38,9 @@ class Gateway:
                  idle_seconds: float = 0.5, outbox_max_attempts: int = 8) -> None:
         self.database, self.policy, self.channels = database, policy, dict(channels)
         self.texts = texts or Texts()
+        for channel in self.channels.values():  # optional hook: channels keeping state (tokens)
+            if hasattr(channel, "bind"):
+                channel.bind(database)
         self.clock = clock
         self.media = MediaStore(database)
         self.desk = CaseDesk(policy)

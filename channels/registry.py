@@ -55,10 +55,49 @@ def _email(settings: Settings, media: MediaLoader) -> Channel | None:
         poll_seconds=settings.email_poll_seconds)
 
 
+def _zalo(settings: Settings, media: MediaLoader) -> Channel | None:
+    if not settings.zalo_app_id:
+        return None
+    from channels.zalo import ZaloChannel
+    secrets = _required(settings, "zalo_app_secret", "zalo_oa_secret_key", "zalo_refresh_token")
+    access = settings.zalo_access_token
+    staff = settings.telegram_staff_chat_id if settings.telegram_bot_token else None
+    return ZaloChannel(
+        app_id=settings.zalo_app_id, app_secret=secrets[0], oa_secret_key=secrets[1],
+        refresh_token=secrets[2], access_token=access.get_secret_value() if access else None,
+        api_url=settings.zalo_api_url, oauth_url=settings.zalo_oauth_url,
+        webhook_path=settings.zalo_webhook_path, media_loader=media,
+        max_file_bytes=settings.max_photo_bytes,
+        staff_alert=("telegram", str(staff)) if staff is not None else None)
+
+
+def _facebook(settings: Settings, media: MediaLoader) -> Channel | None:
+    if settings.facebook_page_token is None:
+        return None
+    from channels.facebook import FacebookChannel
+    secret, verify = _required(settings, "facebook_app_secret", "facebook_verify_token")
+    tags = dict(p.split("=", 1) for p in settings.facebook_message_tags.replace(" ", "").split(",") if "=" in p)
+    return FacebookChannel(
+        page_token=settings.facebook_page_token.get_secret_value(), app_secret=secret,
+        verify_token=verify, graph_url=settings.facebook_graph_url,
+        api_version=settings.facebook_api_version, webhook_path=settings.facebook_webhook_path,
+        message_tags=tags, media_loader=media, max_file_bytes=settings.max_photo_bytes)
+
+
+def _required(settings: Settings, *names: str) -> list[str]:
+    """The secrets a half-configured channel still lacks end the start with their names."""
+    missing = [n.upper() for n in names if getattr(settings, n) is None]
+    if missing:
+        raise ValueError(f"missing settings: {', '.join(missing)}")
+    return [getattr(settings, n).get_secret_value() for n in names]
+
+
 CHANNELS: dict[str, Factory] = {
     "console": _console,
     "telegram": _telegram,
     "email": _email,
+    "zalo": _zalo,
+    "facebook": _facebook,
 }
 
 
