@@ -165,8 +165,10 @@ def _inbound(message_id: str, msg: EmailMessage, payload: dict[str, Any], limit:
         context["refused_attachments"] = "\n".join(refused)
     if "oversize" in payload:
         context["oversize_message"] = str(payload["oversize"])
+    body = body_text(msg)
+    text = body if context["in_reply_to"] else text_with_subject(subject, body)
     return Inbound(channel="email", sender=address, message_id=message_id, profile_name=name or None,
-                   text=text_with_subject(subject, body_text(msg)), media=media,
+                   text=text, media=media,
                    chat_kind="email", context=context)
 
 
@@ -251,8 +253,11 @@ def is_image(part: EmailMessage) -> bool:
 
 
 def text_with_subject(subject: str, body: str) -> str:
-    """Prepend the subject when it says something beyond reply prefixes and case codes."""
-    topic = subject_body(_REPLY_PREFIX.sub("", subject))
+    """Prepend the subject of a new mail when it says something beyond case codes; a reply's
+    subject only repeats the thread's topic, which the conversation already has."""
+    if _REPLY_PREFIX.match(subject):
+        return body
+    topic = subject_body(subject)
     if not topic or body.startswith(topic):
         return body
     return f"{topic}\n\n{body}".strip()
