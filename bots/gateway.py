@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping
 from bots.dispatch import Dispatcher
 from bots.intake import IntakeBot
 from bots.pipeline import Pipeline
+from bots.staff import StaffBot, StaffSetup
 from bots.texts import Texts
 from cases.filing import CaseDesk
 from cases.policy import Policy
@@ -35,7 +36,7 @@ class Gateway:
                  texts: Texts | None = None, clock: Callable[[], datetime] = utcnow,
                  limits: MediaLimits = MediaLimits(), web: tuple[str, int] | None = None,
                  max_body_bytes: int = 1_000_000, scheduler_seconds: float = 60.0,
-                 idle_seconds: float = 0.5, outbox_max_attempts: int = 8) -> None:
+                 idle_seconds: float = 0.5, outbox_max_attempts: int = 8, staff: StaffSetup | None = None) -> None:
         self.database, self.policy, self.channels = database, policy, dict(channels)
         self.texts = texts or Texts()
         for channel in self.channels.values():  # optional hook: channels keeping state (tokens)
@@ -47,6 +48,9 @@ class Gateway:
         self.intake = IntakeBot(self.texts, policy, self.desk, clock=clock,
                                 max_photo_mb=limits.max_bytes // 1_000_000, max_photos=limits.max_count)
         self.dispatcher = Dispatcher(self.intake)
+        self.staff = StaffBot(self.texts, policy, staff, clock=clock) if staff else None
+        if self.staff is not None:  # the staff group and members' private chats
+            self.dispatcher.add(self.staff.claims, self.staff)
         self.pipeline = Pipeline(database, self.channels, self.dispatcher, self.media, limits)
         self.outbox = OutboxWorker(database, self.channels, max_attempts=outbox_max_attempts)
         self.web_address, self.max_body_bytes = web, max_body_bytes
@@ -90,6 +94,8 @@ class Gateway:
             for d in await self.intake.expire(store):
                 await store.outbox.enqueue(f"expire:{d.channel}:{d.address}:{self.clock():%Y%m%d%H%M}",
                                            d.channel, d.address, d.message)
+            if self.staff is not None:  # new urgent and late cases, pushed once to the staff chat
+                await self.staff.alerts(store)
 
     async def _schedule(self) -> None:
         while not self.stopping.is_set():

@@ -1,0 +1,250 @@
+"""Messenger channel against the fake Graph API: signed webhooks over HTTP into the real
+gateway, the subscription challenge, the 24-hour window and message tags, error mapping."""
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import json
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+import httpx
+import pytest
+
+from bots.gateway import Gateway
+from cases.policy import load_policy
+from channels.base import PermanentFailure, RetryLater, Unreachable, WindowClosed
+from channels.facebook import FacebookChannel
+from channels.outbox import OutboxWorker
+from normalizer.media import MediaRejected
+from normalizer.messages import Button, GeoPoint, MediaRef, Outbound, utcnow
+from store.database import Database
+from store.media import MediaStore
+from store.repos import Store
+from store.windows import ReplyWindows
+from tests.fakes.graph_api import APP_SECRET, PAGE_TOKEN, VERIFY_TOKEN, VERSION, FakeGraphAPI
+
+FIXTURES = Path(__file__).parent / "fixtures"
+POLICY = Path(__file__).parent.parent / "policies" / "quang_nam.yaml"
+PSID = "7712345678901234"
+FULL = "Tôi là Nguyễn Văn An, 0912 345 678, ổ gà lớn trước số 12 Hùng Vương, phường Hải Châu"
+
+
+def webhook(name: str, mid: str | None = None, **message: Any) -> dict[str, Any]:
+    data = json.loads((FIXTURES / "facebook" / f"{name}.json").read_text(encoding="utf-8"))
+    for entry in data["entry"]:
+        for item in entry["messaging"]:
+            item["timestamp"] = int(time.time() * 1000)
+    first = data["entry"][0]["messaging"][0]
+    if "message" in first:
+        first["message"].update(copy.deepcopy(message))
+        first["message"]["mid"] = mid or first["message"]["mid"]
+    return data
+
+
+def signature(body: bytes, secret: str = APP_SECRET) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+async def post(url: str, payload: dict[str, Any], headers: dict[str, str] | None = None) -> httpx.Response:
+    body = json.dumps(payload, ensure_ascii=False).encode()
+    headers = {"X-Hub-Signature-256": signature(body)} if headers is None else headers
+    async with httpx.AsyncClient() as client:
+        return await client.post(f"{url}/facebook/webhook", content=body,
+                                 headers={"content-type": "application/json", **headers})
+
+
+def make_channel(fake: FakeGraphAPI, database: Database, **options: Any) -> FacebookChannel:
+    return FacebookChannel(page_token=PAGE_TOKEN, app_secret=APP_SECRET, verify_token=VERIFY_TOKEN,
+                           graph_url=fake.url, api_version=VERSION,
+                           media_loader=MediaStore(database).load, **options)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeGraphAPI]:
+    api = FakeGraphAPI()
+    await api.start()
+    yield api
+    await api.stop()
+
+
+@pytest.fixture
+async def gateway(fake: FakeGraphAPI, database: Database) -> AsyncIterator[Gateway]:
+    gw = Gateway(database, load_policy(POLICY), {"facebook": make_channel(fake, database)},
+                 web=("127.0.0.1", 0))
+    await gw.start(workers=False)
+    yield gw
+    await gw.stop()
+
+
+@pytest.fixture
+async def channel(fake: FakeGraphAPI, database: Database) -> AsyncIterator[FacebookChannel]:
+    ch = make_channel(fake, database, message_tags={"result": "HUMAN_AGENT"})
+    ch.bind(database)
+
+    async def sink(*_: Any) -> bool:
+        return True
+    await ch.start(sink)
+    await ReplyWindows(database).touch("facebook", PSID, utcnow())
+    yield ch
+    await ch.stop()
+
+
+def url(gateway: Gateway) -> str:
+    assert gateway.web is not None
+    return gateway.web.url
+
+
+async def say(gateway: Gateway, fake: FakeGraphAPI, payload: dict[str, Any]) -> list[dict[str, Any]]:
+    before = len(fake.calls)
+    response = await post(url(gateway), payload)
+    assert response.status_code == 200, response.text
+    await gateway.drain()
+    return [c.body for c in fake.calls[before:]]
+
+
+# ---- subscription and signatures ----------------------------------------------------------
+async def test_subscription_challenge(gateway: Gateway) -> None:
+    async with httpx.AsyncClient() as client:
+        ok = await client.get(f"{url(gateway)}/facebook/webhook", params={
+            "hub.mode": "subscribe", "hub.verify_token": VERIFY_TOKEN, "hub.challenge": "1158201444"})
+        wrong = await client.get(f"{url(gateway)}/facebook/webhook", params={
+            "hub.mode": "subscribe", "hub.verify_token": "guess", "hub.challenge": "1158201444"})
+    assert (ok.status_code, ok.text) == (200, "1158201444")
+    assert wrong.status_code == 403
+
+
+@pytest.mark.parametrize("headers, status", [({}, 401), ({"X-Hub-Signature-256": "sha256=00"}, 403),
+                                             ({"X-Hub-Signature-256": "sha1=abc"}, 403)])
+async def test_bad_signatures_are_refused(gateway: Gateway, headers: dict[str, str], status: int) -> None:
+    assert (await post(url(gateway), webhook("message_text"), headers)).status_code == status
+    assert await Store(gateway.database).inbound.count(channel="facebook") == 0
+
+
+async def test_signed_with_another_secret_is_refused(gateway: Gateway) -> None:
+    payload = webhook("message_text")
+    body = json.dumps(payload, ensure_ascii=False).encode()
+    response = await post(url(gateway), payload, {"X-Hub-Signature-256": signature(body, "other")})
+    assert response.status_code == 403
+
+
+# ---- receiving ------------------------------------------------------------------------------
+async def test_whole_report_is_filed_and_acknowledged(gateway: Gateway, fake: FakeGraphAPI) -> None:
+    fake.add_file("pothole.jpg", (FIXTURES / "images" / "pothole.jpg").read_bytes())
+    await say(gateway, fake, webhook("message_text", "m1", text=FULL))
+    await say(gateway, fake, webhook("message_map_link", "m2"))
+    image = webhook("message_image", "m3")
+    image["entry"][0]["messaging"][0]["message"]["attachments"][0]["payload"]["url"] = fake.cdn_url("pothole.jpg")
+    [summary] = await say(gateway, fake, image)
+    assert "0912 345 678" in summary["message"]["text"]
+    assert summary["message"]["quick_replies"][0]["payload"] == "confirm"
+    assert summary["messaging_type"] == "RESPONSE" and summary["recipient"] == {"id": PSID}
+    [ack] = await say(gateway, fake, webhook("quick_reply", "m4"))
+
+    [report] = await Store(gateway.database).reflections.all()
+    assert report.code in ack["message"]["text"]
+    assert (report.channel, report.sender) == ("facebook", PSID)
+    assert report.citizen.phone == "+84912345678" and len(report.photos) == 1
+    assert (report.location.lat, report.location.lon) == (16.0679, 108.2209)
+
+
+async def test_batched_entries_skip_echoes_and_receipts(gateway: Gateway) -> None:
+    response = await post(url(gateway), webhook("batch_with_echo_and_receipts"))
+    assert response.json() == {"ok": True, "received": 2, "new": 2}
+    records = await gateway.database.db.inbound.find({}, {"message_id": 1, "sender": 1}).to_list()
+    assert {(r["message_id"], r["sender"]) for r in records} == {
+        ("m_batch_one", PSID), ("m_batch_two", "8823456789012345")}
+
+
+async def test_the_same_event_delivered_twice_is_processed_once(gateway: Gateway, fake: FakeGraphAPI) -> None:
+    payload = webhook("message_text", "m_dup", text=FULL)
+    assert (await post(url(gateway), payload)).json()["new"] == 1
+    assert (await post(url(gateway), payload)).json()["new"] == 0
+    await gateway.drain()
+    assert len(fake.calls) == 1
+
+
+def test_parse_postback_quick_reply_and_links(database: Database) -> None:
+    channel = FacebookChannel(page_token="t", app_secret="s", verify_token="v", media_loader=MediaStore(database).load)
+    item = lambda name: webhook(name)["entry"][0]["messaging"][0]  # noqa: E731
+    assert channel.parse("p", PSID, item("postback")).action == "help"
+    quick = channel.parse("q", PSID, item("quick_reply"))
+    assert (quick.action, quick.text) == ("confirm", "Đồng ý")
+    osm = webhook("message_text", text="https://www.openstreetmap.org/?mlat=15.88&mlon=108.33#map=17/15.88/108.33")
+    assert channel.parse("o", PSID, osm["entry"][0]["messaging"][0]).location == GeoPoint(lat=15.88, lon=108.33)
+    assert channel.parse("a", PSID, item("message_text")).location is None
+
+
+async def test_fetch_media_is_size_capped(fake: FakeGraphAPI, database: Database) -> None:
+    fake.add_file("big.jpg", b"\xff" * 5000)
+    channel = make_channel(fake, database, max_file_bytes=1000)
+    with pytest.raises(MediaRejected, match="too_large"):
+        await channel.fetch_media(MediaRef(ref=fake.cdn_url("big.jpg")))
+    with pytest.raises(MediaRejected, match="unavailable"):
+        await channel.fetch_media(MediaRef(ref=fake.cdn_url("gone.jpg")))
+    await channel.stop()
+
+
+# ---- sending --------------------------------------------------------------------------------
+async def test_outside_the_window_a_tag_or_window_closed(
+        fake: FakeGraphAPI, channel: FacebookChannel, database: Database) -> None:
+    await database.db.reply_windows.update_one({"_id": f"facebook:{PSID}"},
+                                               {"$set": {"last_inbound_at": utcnow() - timedelta(days=2)}})
+    await channel.send(PSID, Outbound(text="Kết quả xử lý", kind="result"))
+    assert fake.calls[-1].body["messaging_type"] == "MESSAGE_TAG" and fake.calls[-1].body["tag"] == "HUMAN_AGENT"
+    with pytest.raises(WindowClosed):
+        await channel.send(PSID, Outbound(text="Nhắc việc", kind="reminder"))
+
+    closed: list[str] = []
+
+    async def fallback(item: Any) -> None:
+        closed.append(item.id)
+    await ReplyWindows(database).touch("facebook", "old-user", utcnow() - timedelta(days=9))
+    await Store(database).outbox.enqueue("res-1", "facebook", "old-user", Outbound(text="Kết quả", kind="result"))
+    await OutboxWorker(database, {"facebook": channel}, on_window_closed=fallback).deliver_one()
+    [item] = await Store(database).outbox.list(channel="facebook")
+    assert item.status == "window_closed" and closed == ["res-1"]
+
+
+@pytest.mark.parametrize("status, code, subcode, outcome", [
+    (429, None, None, RetryLater), (500, 2, None, RetryLater), (400, 613, None, RetryLater),
+    (400, 10, 2018278, WindowClosed), (400, 551, 1545041, Unreachable), (400, 100, None, PermanentFailure),
+    (400, 190, None, RetryLater)])
+async def test_graph_errors_are_mapped(fake: FakeGraphAPI, channel: FacebookChannel, status: int,
+                                       code: int | None, subcode: int | None, outcome: type) -> None:
+    fake.fail(status, code, subcode, retry_after=7 if status == 429 else None)
+    with pytest.raises(outcome) as raised:
+        await channel.send(PSID, Outbound(text="Xin chào"))
+    if status == 429:
+        assert raised.value.after == 7
+
+
+async def test_429_is_retried_by_the_outbox(fake: FakeGraphAPI, channel: FacebookChannel, database: Database) -> None:
+    fake.fail(429, 4, None, retry_after=1)
+    await Store(database).outbox.enqueue("r-1", "facebook", PSID, Outbound(text="Xin chào"))
+    worker = OutboxWorker(database, {"facebook": channel})
+    await worker.deliver_one()
+    [item] = await Store(database).outbox.list()
+    assert item.status == "pending" and item.next_attempt_at > utcnow()
+    await database.db.outbox.update_one({"_id": "r-1"}, {"$set": {"next_attempt_at": utcnow()}})
+    await worker.deliver_one()
+    [item] = await Store(database).outbox.list()
+    assert item.status == "sent" and item.platform_message_id == "m_2"
+
+
+async def test_photo_upload_long_text_and_quick_replies(
+        fake: FakeGraphAPI, channel: FacebookChannel, database: Database) -> None:
+    file_id = await MediaStore(database).save(b"\xff\xd8\xff fake jpeg", content_type="image/jpeg",
+                                              filename="p.jpg", metadata={})
+    buttons = [Button(label=f"{n} sao - rất lâu rồi mới xử lý", action=f"rate:{n}") for n in range(1, 6)]
+    await channel.send(PSID, Outbound(text="Đánh giá " * 300, photos=[file_id], buttons=buttons))
+    upload, first, last = fake.calls
+    assert upload.files["filedata"] == b"\xff\xd8\xff fake jpeg"
+    assert upload.body["message"]["attachment"]["type"] == "image" and upload.body["recipient"] == {"id": PSID}
+    assert len(first.body["message"]["text"]) <= 2000 and "quick_replies" not in first.body["message"]
+    quick = last.body["message"]["quick_replies"]
+    assert [q["payload"] for q in quick] == [f"rate:{n}" for n in range(1, 6)]
+    assert all(len(q["title"]) <= 20 for q in quick)
