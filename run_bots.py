@@ -32,6 +32,7 @@ def _policy(path: Path):  # type: ignore[no-untyped-def]
 
 async def _serve(settings: Settings, uri: str) -> None:
     from bots.gateway import Gateway
+    from cases.sla import SlaSettings
     from channels.registry import build_channels
     from normalizer.media import MediaLimits
     from store.database import connect
@@ -42,9 +43,12 @@ async def _serve(settings: Settings, uri: str) -> None:
                              settings.mongodb_timeout_ms)
     channels = build_channels(settings, MediaStore(database).load)
     limits = MediaLimits(settings.max_photo_bytes, settings.max_photo_pixels, settings.max_photos_per_report)
-    gateway = Gateway(database, policy, channels, limits=limits,
+    secret = settings.agency_token_secret.get_secret_value() if settings.agency_token_secret else ""
+    gateway = Gateway(database, policy, channels, limits=limits, agency_token_secret=secret,
+                      ioc_email=settings.ioc_email,
                       web=(settings.web_host, settings.web_port), max_body_bytes=settings.max_body_bytes,
-                      idle_seconds=settings.worker_poll_seconds, outbox_max_attempts=settings.outbox_max_attempts)
+                      idle_seconds=settings.worker_poll_seconds, outbox_max_attempts=settings.outbox_max_attempts,
+                      sla=SlaSettings(ioc_email=settings.ioc_email))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

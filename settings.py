@@ -23,6 +23,8 @@ class Settings(BaseSettings):
 
     # Province policy (working calendar, fields, agencies, deadlines).
     policy_file: Path = Path("policies/quang_nam.yaml")
+    # IOC staff membership for the staff console (roles, Telegram ids, e-mails); None = no staff.
+    staff_file: Path | None = None
 
     # Web app for webhooks, health and the portal.
     web_host: str = "127.0.0.1"
@@ -74,6 +76,9 @@ class Settings(BaseSettings):
     email_smtp_password: SecretStr | None = None
     email_poll_seconds: float = 60.0
     email_max_message_bytes: int = 11_000_000  # larger mail is stored as headers only
+
+    # The IOC's own mailbox: late cases, unroutable cases and flagged agency replies go here.
+    ioc_email: str | None = None
 
     # Limits and timings.
     max_photo_bytes: int = 10_000_000

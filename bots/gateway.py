@@ -17,7 +17,10 @@ from bots.intake import IntakeBot
 from bots.pipeline import Pipeline
 from bots.staff import StaffBot, StaffSetup
 from bots.texts import Texts
+from replies.agency_bot import AgencyLoop
+from cases.calendar import WorkingCalendar
 from cases.filing import CaseDesk
+from cases.sla import SlaSettings, sla_pass
 from cases.policy import Policy
 from channels.base import Channel
 from channels.outbox import OutboxWorker
@@ -34,9 +37,11 @@ log = logging.getLogger(__name__)
 class Gateway:
     def __init__(self, database: Database, policy: Policy, channels: Mapping[str, Channel], *,
                  texts: Texts | None = None, clock: Callable[[], datetime] = utcnow,
+                 agency_token_secret: str = "", ioc_email: str | None = None,
                  limits: MediaLimits = MediaLimits(), web: tuple[str, int] | None = None,
                  max_body_bytes: int = 1_000_000, scheduler_seconds: float = 60.0,
-                 idle_seconds: float = 0.5, outbox_max_attempts: int = 8, staff: StaffSetup | None = None) -> None:
+                 idle_seconds: float = 0.5, outbox_max_attempts: int = 8, staff: StaffSetup | None = None,
+                 sla: SlaSettings = SlaSettings()) -> None:
         self.database, self.policy, self.channels = database, policy, dict(channels)
         self.texts = texts or Texts()
         for channel in self.channels.values():  # optional hook: channels keeping state (tokens)
@@ -45,14 +50,19 @@ class Gateway:
         self.clock = clock
         self.media = MediaStore(database)
         self.desk = CaseDesk(policy)
+        self.calendar = WorkingCalendar.from_policy(policy)
+        self.sla = sla
         self.intake = IntakeBot(self.texts, policy, self.desk, clock=clock,
                                 max_photo_mb=limits.max_bytes // 1_000_000, max_photos=limits.max_count)
         self.dispatcher = Dispatcher(self.intake)
+        self.agency = AgencyLoop(database, policy, self.texts, self.channels, clock, agency_token_secret, ioc_email)
+        self.dispatcher.add(self.agency.claims, self.agency.bot)  # agency replies share the inbox
         self.staff = StaffBot(self.texts, policy, staff, clock=clock) if staff else None
         if self.staff is not None:  # the staff group and members' private chats
             self.dispatcher.add(self.staff.claims, self.staff)
         self.pipeline = Pipeline(database, self.channels, self.dispatcher, self.media, limits)
-        self.outbox = OutboxWorker(database, self.channels, max_attempts=outbox_max_attempts)
+        self.outbox = OutboxWorker(database, self.channels, max_attempts=outbox_max_attempts,
+                                   on_window_closed=self.agency.on_window_closed)
         self.web_address, self.max_body_bytes = web, max_body_bytes
         self.scheduler_seconds, self.idle_seconds = scheduler_seconds, idle_seconds
         self.web: WebServer | None = None
@@ -89,13 +99,17 @@ class Gateway:
                 "channels": sorted(self.channels)}
 
     async def tick(self) -> None:
-        """One scheduler pass: expire stale conversations (and, later, deadlines)."""
+        """One scheduler pass: expire stale conversations, then deadlines and escalations."""
         async with unit_of_work(self.database) as store:
             for d in await self.intake.expire(store):
                 await store.outbox.enqueue(f"expire:{d.channel}:{d.address}:{self.clock():%Y%m%d%H%M}",
                                            d.channel, d.address, d.message)
+        await self.agency.tick()  # forward routed cases to their agencies (replies/forward.py)
             if self.staff is not None:  # new urgent and late cases, pushed once to the staff chat
                 await self.staff.alerts(store)
+        report = await sla_pass(self.database, self.policy, self.calendar, self.texts, self.clock(), self.sla)
+        if report.queued or report.late or report.for_ioc:
+            log.info("sla: queued %d, late %s, for IOC %s", len(report.queued), report.late, report.for_ioc)
 
     async def _schedule(self) -> None:
         while not self.stopping.is_set():

@@ -12,9 +12,11 @@ from typing import Callable
 from bots.base import Delivery, reply
 from bots.draft import Problem, absorb, missing
 from bots.texts import Texts, display_phone
+from cases.duplicates import handle_possible_duplicate
 from cases.filing import CaseDesk
 from cases.policy import Policy
 from normalizer.signals import Command, parse_command
+from replies.deliver import citizen_feedback
 from normalizer.messages import Button, Inbound, Outbound, utcnow
 from normalizer.phones import parse_phone
 from normalizer.text import fold, has_diacritics
@@ -103,6 +105,11 @@ class _Turn:
 
     async def run(self, u: Understanding | None, is_new: bool) -> None:
         command = parse_command(self.inbound.action or self.inbound.text)
+        if self.conv.rating_for:  # agency loop: a rating or follow-up on a result (replies/deliver.py)
+            answer = await citizen_feedback(self.store, self.bot.texts, self.conv, self.inbound, command)
+            if answer is not None:
+                self.send(answer)
+                return
         if command is not None and await self._command(command):
             return
         if u is not None and (u.abusive or (u.out_of_scope and not self.conv.draft.content)):
@@ -229,6 +236,12 @@ class _Turn:
                                created=found.created_at.strftime("%d/%m/%Y") if mine else ""))
 
     async def _file(self) -> None:
+        diverted = await handle_possible_duplicate(self.store, self.bot.policy, self.bot.texts,
+                                                   self.conv, self.inbound.received_at)
+        if diverted is not None:  # linked to the open case; the citizen gets its result
+            await self.store.conversations.delete(self.conv.id)
+            self.out.append(reply(self.inbound, diverted.message))
+            return
         reflection = await self.bot.desk.file(self.store, self.conv, self.inbound.received_at)
         await self.store.conversations.delete(self.conv.id)
         self.send(self.bot.say("filed", self.lang, code=reflection.code, urgent=reflection.urgent,

@@ -1,6 +1,6 @@
 """The SLA scheduler: reminders, escalations, lateness and progress notices, each sent once.
 
-`run_scheduler` (started by `run_bots.py`) calls `sla_pass` every interval. A pass loads only
+The gateway's scheduler (`Gateway.tick`) calls `sla_pass` every interval. A pass loads only
 the cases with an alert due (index on `Reflection.next_due`), stamps due times where a state
 change left them empty, and for each alert that has come due queues one message into the
 outbox under a deterministic key, appends an audit entry and records the alert in
@@ -14,21 +14,19 @@ anything twice. Alerts of a phase, given its levels L0…Ln (see `cases.deadline
 """
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable
 
-from pymongo.errors import OperationFailure, PyMongoError
+from pymongo.errors import OperationFailure
 
 from bots.texts import Texts
 from cases import deadlines
 from cases.calendar import WorkingCalendar
 from cases.lifecycle import OPEN_STATES
 from cases.policy import Policy
-from normalizer.messages import Outbound, utcnow
+from normalizer.messages import Outbound
 from store.database import Database
 from store.models import HistoryEntry, Reflection
 from store.repos import Store, unit_of_work
@@ -75,7 +73,7 @@ class _Context:
 
 async def sla_pass(database: Database, policy: Policy, calendar: WorkingCalendar, texts: Texts,
                    now: datetime, settings: SlaSettings = SlaSettings()) -> SlaReport:
-    """One scheduler pass at `now`; called by `run_scheduler` and, with a set clock, by tests."""
+    """One scheduler pass at `now`; called by `Gateway.tick` and, with a set clock, by tests."""
     ctx, report = _Context(policy, calendar, texts, settings), SlaReport()
     due = await Store(database).reflections.sla_candidates(now, OPEN_STATES, settings.batch)
     for reflection in due:
@@ -86,22 +84,6 @@ async def sla_pass(database: Database, policy: Policy, calendar: WorkingCalendar
             log.info("sla: %s skipped this pass: %s", reflection.code, type(exc).__name__)
             report.skipped.append(reflection.code)
     return report
-
-
-async def run_scheduler(database: Database, policy: Policy, texts: Texts, stop: asyncio.Event, *,
-                        interval_s: float = 60.0, clock: Callable[[], datetime] = utcnow,
-                        settings: SlaSettings = SlaSettings()) -> None:
-    """The gateway's SLA loop: a pass every `interval_s` until `stop` is set."""
-    calendar = WorkingCalendar.from_policy(policy)
-    while not stop.is_set():
-        try:
-            report = await sla_pass(database, policy, calendar, texts, clock(), settings)
-            if report.queued or report.late or report.for_ioc:
-                log.info("sla: queued %d, late %s, for IOC %s", len(report.queued), report.late, report.for_ioc)
-        except PyMongoError as exc:
-            log.warning("sla pass failed, database unavailable: %s", str(exc).splitlines()[0])
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval_s)
 
 
 def plan(policy: Policy, calendar: WorkingCalendar, reflection: Reflection, warn_before_hours: float) -> list[Alert]:
