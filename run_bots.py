@@ -4,6 +4,7 @@
     python run_bots.py understand "TEXT"    print what the normalizer reads in TEXT (JSON)
     python run_bots.py replay FILE.jsonl    feed a transcript through the real pipeline
     python run_bots.py policy check FILE    validate a policy and show its next working week
+    python run_bots.py staff --as ID [CMD]  IOC staff console: one command, or a shell without CMD
     python run_bots.py report --from D --to D --out DIR   case report as XLSX, CSV and PNG
 """
 from __future__ import annotations
@@ -30,6 +31,20 @@ def _policy(path: Path):  # type: ignore[no-untyped-def]
         raise SystemExit(f"error: {exc}") from None
 
 
+def _staff(settings: Settings, policy):  # type: ignore[no-untyped-def]
+    """The staff console's set-up when STAFF_FILE is set; alerts go to the Telegram staff group."""
+    if not settings.staff_file:
+        return None
+    from bots.staff import StaffSetup
+    from cases.staff_roles import StaffFileError, load_roster
+    try:
+        roster = load_roster(settings.staff_file, policy)
+    except StaffFileError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    chat = settings.telegram_staff_chat_id if settings.telegram_bot_token else None
+    return StaffSetup(roster, ("telegram", str(chat)) if chat else None)
+
+
 async def _serve(settings: Settings, uri: str) -> None:
     from bots.gateway import Gateway
     from cases.sla import SlaSettings
@@ -47,6 +62,7 @@ async def _serve(settings: Settings, uri: str) -> None:
     gateway = Gateway(database, policy, channels, limits=limits, agency_token_secret=secret,
                       ioc_email=settings.ioc_email,
                       web=(settings.web_host, settings.web_port), max_body_bytes=settings.max_body_bytes,
+                      staff=_staff(settings, policy),
                       idle_seconds=settings.worker_poll_seconds, outbox_max_attempts=settings.outbox_max_attempts,
                       sla=SlaSettings(ioc_email=settings.ioc_email))
     stop = asyncio.Event()
@@ -107,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("text")
     p = sub.add_parser("replay", help="feed a JSONL transcript through the real pipeline")
     p.add_argument("file")
+    p = sub.add_parser("staff", help="IOC staff console (staff --as ID --help)", add_help=False,
+                       prefix_chars="\x00")  # everything after `staff` goes to bots.staff_cli
+    p.add_argument("rest", nargs=argparse.REMAINDER)
     p = sub.add_parser("policy", help="policy tools")
     p.add_argument("action", choices=["check"])
     p.add_argument("file")
@@ -126,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "report":
         from cases.report_export import report_command
         return report_command(settings, args.first, args.last, args.out)
+    if args.command == "staff":
+        from bots.staff_cli import main as staff
+        return staff(args.rest, settings)
     if args.command == "policy":
         from cases.policy_check import main as check
         return check(args.file)
