@@ -19,7 +19,7 @@ from normalizer.messages import Outbound, utcnow
 from store.database import Database
 from store.models import (AuditEntry, Citizen, Conversation, DuplicateCandidate, HistoryEntry,
                           Identity, InboundRecord, OutboxItem, Reflection, Subscriber)
-from store.safe import plain
+from store.safe import plain, safe_key
 
 
 class _Repo:
@@ -234,6 +234,47 @@ class ReflectionRepo(_Repo):
             {"code": plain(code), "duplicate_candidates": {"$elemMatch": {
                 "id": plain(candidate_id), "status": "candidate"}}}, update, session=self.s)
         return result.matched_count == 1
+
+    # --- staff console (cases.commands, cases.staff_views) ---------------------------------
+    async def query(self, filters: dict[str, str | bool], page: int, per_page: int,
+                    states: Sequence[str]) -> tuple[list[Reflection], int]:
+        """One page of the staff queue (urgent first, then oldest) and the number of matches.
+
+        `filters` maps a case field (status, field, agency, channel, urgent, late) to the value
+        it must equal; without a status filter only cases in `states` are listed."""
+        query: dict[str, Any] = {safe_key(k): plain(v, bool) if isinstance(v, bool) else plain(v)
+                                 for k, v in filters.items()}
+        query.setdefault("status", {"$in": list(states)})
+        total = await self.db.reflections.count_documents(query, session=self.s)
+        cursor = (self.db.reflections.find(query, session=self.s)
+                  .sort([("urgent", -1), ("created_at", 1)])
+                  .skip((plain(page, int) - 1) * per_page).limit(per_page))
+        return [Reflection.model_validate(d) async for d in cursor], total
+
+    async def amend(self, reflection: Reflection, sets: dict[str, Any], entry: HistoryEntry) -> Reflection | None:
+        """Set non-state fields (result text, duplicate link…) with their audit entry, only if the
+        case is still the version the caller read; None when someone changed it meanwhile."""
+        doc = await self.db.reflections.find_one_and_update(
+            {"code": plain(reflection.code), "version": reflection.version},
+            {"$set": {**sets, "updated_at": entry.at}, "$inc": {"version": 1},
+             "$push": {"history": entry.model_dump()}},
+            return_document=ReturnDocument.AFTER, session=self.s)
+        return Reflection.model_validate(doc) if doc else None
+
+    async def touched_since(self, since: datetime, agency: str | None = None) -> list[Reflection]:
+        """Cases filed or changed since `since`, optionally of one agency (staff statistics)."""
+        query: dict[str, Any] = {"$or": [{"created_at": {"$gte": since}}, {"updated_at": {"$gte": since}}]}
+        if agency is not None:
+            query["agency"] = plain(agency)
+        cursor = self.db.reflections.find(query, session=self.s)
+        return [Reflection.model_validate(d) async for d in cursor]
+
+    async def needing_alert(self, flag: str, open_states: Sequence[str]) -> list[Reflection]:
+        """Open cases with `flag` (urgent, late) set and not yet pushed to the staff chat."""
+        query = {safe_key(flag): True, "status": {"$in": list(open_states)},
+                 "history.action": {"$ne": f"staff_alert_{flag}"}}
+        cursor = self.db.reflections.find(query, session=self.s).sort("created_at", 1)
+        return [Reflection.model_validate(d) async for d in cursor]
 
 
 class AuditRepo(_Repo):
