@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     # The IOC's own mailbox: late cases, unroutable cases and flagged agency replies go here.
     ioc_email: str | None = None
 
+    # Agency loop: secret signing the reply addresses of agency e-mails (replies/tokens.py).
+    agency_token_secret: SecretStr | None = None
+
     # Limits and timings.
     max_photo_bytes: int = 10_000_000
     max_photo_pixels: int = 40_000_000

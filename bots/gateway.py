@@ -100,11 +100,11 @@ class Gateway:
 
     async def tick(self) -> None:
         """One scheduler pass: expire stale conversations, then deadlines and escalations."""
+        await self.agency.tick()  # forward routed cases to their agencies (replies/forward.py)
         async with unit_of_work(self.database) as store:
             for d in await self.intake.expire(store):
                 await store.outbox.enqueue(f"expire:{d.channel}:{d.address}:{self.clock():%Y%m%d%H%M}",
                                            d.channel, d.address, d.message)
-        await self.agency.tick()  # forward routed cases to their agencies (replies/forward.py)
             if self.staff is not None:  # new urgent and late cases, pushed once to the staff chat
                 await self.staff.alerts(store)
         report = await sla_pass(self.database, self.policy, self.calendar, self.texts, self.clock(), self.sla)

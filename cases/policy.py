@@ -174,6 +174,9 @@ class Policy(_Model):
     routing_by: Literal["field", "location"] = "field"
     routing_min_confidence: float = Field(ge=0, le=1)
     conversation_expiry_hours: float = Field(gt=0)
+    # A confidential reporter's name and phone reach the agency only when this is true
+    # (000 Đ14.5, 004 Đ5.5: the IOC may hand them over, with consent); others always do.
+    share_contact_with_agency: bool = False
     _gazetteer: Gazetteer | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")

@@ -219,6 +219,8 @@ class EmailChannel:
             mail["In-Reply-To"] = in_reply_to
         if references:
             mail["References"] = " ".join(references)
+        if ctx.get("reply_to"):  # agency mail: the signed plus-address of replies/tokens.py
+            mail["Reply-To"] = ctx["reply_to"]
         mail["Auto-Submitted"] = "auto-replied" if in_reply_to else "auto-generated"
         mail.set_content(_render_text(message), charset="utf-8")
         for number, file_id in enumerate(message.photos, start=1):

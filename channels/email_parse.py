@@ -179,7 +179,9 @@ def thread_context(msg: EmailMessage, subject: str) -> dict[str, str]:
     in_reply_to = header(msg, "In-Reply-To")
     root = (references.split() or in_reply_to.split() or [message_id])[0]
     return {"subject": subject, "message_id": message_id, "references": references,
-            "in_reply_to": in_reply_to, "thread_root": root}
+            "in_reply_to": in_reply_to, "thread_root": root,
+            # recipients: the agency loop reads its signed plus-address back (replies/tokens.py)
+            "to": header(msg, "To"), "cc": header(msg, "Cc"), "delivered_to": header(msg, "Delivered-To")}
 
 
 def _media(msg: EmailMessage, limit: int) -> tuple[list[MediaRef], list[str]]:

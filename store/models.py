@@ -101,6 +101,7 @@ class Reflection(Record):
     late: bool = False
     late_at: datetime | None = None
     duplicate_candidates: list[DuplicateCandidate] = []
+    info_requested: bool = False  # the citizen was asked once to complete the report (002 Đ15.4)
     version: int = 0
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
