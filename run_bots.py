@@ -64,7 +64,8 @@ async def _serve(settings: Settings, uri: str) -> None:
                       web=(settings.web_host, settings.web_port), max_body_bytes=settings.max_body_bytes,
                       staff=_staff(settings, policy),
                       idle_seconds=settings.worker_poll_seconds, outbox_max_attempts=settings.outbox_max_attempts,
-                      sla=SlaSettings(ioc_email=settings.ioc_email))
+                      sla=SlaSettings(ioc_email=settings.ioc_email),
+                      open311_api_key=settings.open311_api_key.get_secret_value() if settings.open311_api_key else None)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

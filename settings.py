@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     web_port: int = 8080
     max_body_bytes: int = 1_000_000
+    # Open311 GeoReport v2: the key partner apps send to file reports (unset: filing is off).
+    open311_api_key: SecretStr | None = None
 
     # Console channel: on when no platform credentials are set, or when forced.
     console: bool | None = None

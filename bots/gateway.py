@@ -20,6 +20,7 @@ from bots.texts import Texts
 from replies.agency_bot import AgencyLoop
 from cases.calendar import WorkingCalendar
 from cases.filing import CaseDesk
+from cases.report_mail import run_summaries
 from cases.sla import SlaSettings, sla_pass
 from cases.policy import Policy
 from channels.base import Channel
@@ -27,6 +28,7 @@ from channels.outbox import OutboxWorker
 from channels.webapp import WebServer, build_app, serve
 from normalizer.media import MediaLimits
 from normalizer.messages import utcnow
+from portal import PortalContext, portal_routes
 from store.database import Database
 from store.media import MediaStore
 from store.repos import unit_of_work
@@ -40,6 +42,7 @@ class Gateway:
                  agency_token_secret: str = "", ioc_email: str | None = None,
                  limits: MediaLimits = MediaLimits(), web: tuple[str, int] | None = None,
                  max_body_bytes: int = 1_000_000, scheduler_seconds: float = 60.0,
+                 open311_api_key: str | None = None,
                  idle_seconds: float = 0.5, outbox_max_attempts: int = 8, staff: StaffSetup | None = None,
                  sla: SlaSettings = SlaSettings()) -> None:
         self.database, self.policy, self.channels = database, policy, dict(channels)
@@ -63,7 +66,7 @@ class Gateway:
         self.pipeline = Pipeline(database, self.channels, self.dispatcher, self.media, limits)
         self.outbox = OutboxWorker(database, self.channels, max_attempts=outbox_max_attempts,
                                    on_window_closed=self.agency.on_window_closed)
-        self.web_address, self.max_body_bytes = web, max_body_bytes
+        self.web_address, self.max_body_bytes, self.open311_api_key = web, max_body_bytes, open311_api_key
         self.scheduler_seconds, self.idle_seconds = scheduler_seconds, idle_seconds
         self.web: WebServer | None = None
         self.stopping = asyncio.Event()
@@ -76,7 +79,8 @@ class Gateway:
             log.info("channel %s started", name)
         if self.web_address is not None:
             routes = [r for ch in self.channels.values() for r in getattr(ch, "routes", list)()]
-            app = build_app(routes, self.health, max_body_bytes=self.max_body_bytes)
+            app = build_app(routes, self.health, max_body_bytes=self.max_body_bytes, extra_routes=portal_routes(
+                PortalContext(self.database, self.policy, self.desk, self.clock, self.open311_api_key)))
             self.web = await serve(app, *self.web_address)
             log.info("web app on %s", self.web.url)
         if workers:
@@ -87,6 +91,8 @@ class Gateway:
             asyncio.create_task(self.pipeline.run(self.stopping, self.idle_seconds), name="pipeline"),
             asyncio.create_task(self.outbox.run(self.stopping, self.idle_seconds), name="outbox"),
             asyncio.create_task(self._schedule(), name="scheduler"),
+            asyncio.create_task(run_summaries(self.database, self.policy, self.texts, self.stopping,
+                                              ioc_email=self.sla.ioc_email, clock=self.clock), name="summaries"),
         ]
 
     async def drain(self) -> None:
