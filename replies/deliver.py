@@ -42,7 +42,7 @@ def result_message(loop: Loop, case: Reflection, sub: Subscriber, images: list[s
     person = contact_of(case, sub.channel, sub.address)
     attachments = case.result_attachments if sub.channel == EMAIL else images
     result = loop.render("result", sub.language, agency=case.result_agency or case.agency,
-                         name=person.name or "", summary=case.result or "", attachments=len(attachments))
+                         citizen_name=person.name or "", summary=case.result or "", attachments=len(attachments))
     question = loop.render("rating_request", sub.language, code=case.code)
     buttons = [Button(label=label, action=label.lower())
                for label in (loop.render("rating_label", sub.language, key=k) for k in RATINGS)]

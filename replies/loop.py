@@ -47,8 +47,8 @@ class Loop:
         except KeyError:
             return None
 
-    def render(self, name: str, language: str = "vi", **context: object) -> str:
-        return self.texts.render(name, language, province=self.policy.province,
+    def render(self, template: str, language: str = "vi", /, **context: object) -> str:
+        return self.texts.render(template, language, province=self.policy.province,
                                  keywords=KEYWORDS, **context)
 
     def subject(self, kind: str, case: Reflection) -> str:

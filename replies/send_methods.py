@@ -47,7 +47,7 @@ class EmailSendMethod:
             map_link=map_link(case), reported_at=local_time(case.created_at),
             hours=hours, due=local_time(loop.calendar.deadline(now, hours)),
             return_hours=loop.policy.deadline_hours("return_wrong_jurisdiction"),
-            name=case.citizen.name if contact else None,
+            reporter=case.citizen.name if contact else None,
             phone=display_phone(case.citizen.phone or "") if contact else None)
         await queue_mail(store, f"fwd:{case.code}:{round_no}", agency.focal_email,
                          loop.subject("forward", case), text,
