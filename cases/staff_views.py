@@ -108,7 +108,7 @@ async def show(ctx: Context, req: Request) -> Result:
 
 
 def _entry(e: Any, personal: bool) -> dict[str, Any]:
-    actor = e.actor if personal or not e.actor.startswith("citizen:") else "citizen"
+    actor = e.actor if personal or not e.actor.startswith("citizen:") else None  # "a citizen"
     return {"at": local(e.at), "actor": actor, "action": e.action, "from": e.from_status,
             "to": e.to_status, "reason": e.reason}
 
