@@ -62,8 +62,8 @@ class IntakeBot:
                             sender=inbound.sender, draft=draft)
         return conv, True
 
-    def say(self, name: str, lang: str, **ctx: object) -> str:
-        return self.texts.render(name, lang, province=self.policy.province, **self.limits, **ctx)
+    def say(self, template: str, lang: str, **ctx: object) -> str:
+        return self.texts.render(template, lang, province=self.policy.province, **self.limits, **ctx)
 
     def expiry(self) -> timedelta:
         return timedelta(hours=self.policy.conversation_expiry_hours)

@@ -30,6 +30,6 @@ class Texts:
             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False)
         self._env.filters["phone"] = display_phone
 
-    def render(self, name: str, language: str = "vi", **context: object) -> str:
+    def render(self, template: str, language: str = "vi", **context: object) -> str:
         lang = language if language in LANGUAGES else "vi"
-        return self._env.get_template(f"{lang}/{name}.txt").render(**context).strip()
+        return self._env.get_template(f"{lang}/{template}.txt").render(**context).strip()

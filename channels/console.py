@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 import uuid
 from pathlib import Path
 from typing import Any, TextIO
@@ -40,14 +41,20 @@ class ConsoleChannel:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, sink: EventSink) -> None:
-        self._task = asyncio.create_task(self._read(sink))
-
-    async def _read(self, sink: EventSink) -> None:
         loop = asyncio.get_running_loop()
-        while True:
-            line = await loop.run_in_executor(None, self._in.readline)
-            if not line:
-                return
+        lines: asyncio.Queue[str | None] = asyncio.Queue()
+        # A daemon thread, not the loop's executor: a blocked readline must not hold up shutdown.
+        threading.Thread(target=self._read_lines, args=(loop, lines), daemon=True,
+                         name="console-stdin").start()
+        self._task = asyncio.create_task(self._forward(lines, sink))
+
+    def _read_lines(self, loop: asyncio.AbstractEventLoop, lines: asyncio.Queue[str | None]) -> None:
+        for line in iter(self._in.readline, ""):
+            loop.call_soon_threadsafe(lines.put_nowait, line)
+        loop.call_soon_threadsafe(lines.put_nowait, None)
+
+    async def _forward(self, lines: asyncio.Queue[str | None], sink: EventSink) -> None:
+        while (line := await lines.get()) is not None:
             if line.strip():
                 await sink(uuid.uuid4().hex, SENDER, parse_line(line))
 

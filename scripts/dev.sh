@@ -21,8 +21,11 @@ ensure_venv() {
             "$PYTHON" -m venv "$VENV"
         fi
     fi
-    "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-    "$VENV/bin/python" -m pip install -q -e ".$1"
+    # pip's chatter goes to a log; shown only when the install fails.
+    if ! "$VENV/bin/python" -m pip install -q -e ".$1" >"$VENV/pip.log" 2>&1; then
+        cat "$VENV/pip.log" >&2
+        exit 1
+    fi
 }
 
 case "${1:-}" in

@@ -5,8 +5,11 @@ free port. SecantusDB is GPL-2.0-only, so it is only ever spawned, never importe
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +20,8 @@ from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1
 
 
 class EmbeddedServerError(RuntimeError):
@@ -48,6 +53,15 @@ def _check_dir(path: Path) -> None:
         raise EmbeddedServerError(f"database directory {path} is not writable")
 
 
+def _die_with_parent() -> None:
+    """Runs in the child before exec: ask Linux to send SIGTERM when the gateway dies."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass  # not Linux: the server outlives a killed gateway and is stopped by hand
+
+
 class EmbeddedServer:
     """Owns the child process; `start` waits for `ping`, `stop` shuts it down cleanly."""
 
@@ -70,8 +84,11 @@ class EmbeddedServer:
         if self.test_commands:
             cmd.append("--enable-test-commands")
         log_file = open(self.data_dir / "server.log", "ab")
+        # Own session: Ctrl-C reaches only the gateway, which then stops the server cleanly;
+        # the parent-death signal stops it too if the gateway itself is killed.
         self._proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL, start_new_session=True)
+                                      stdin=subprocess.DEVNULL, start_new_session=True,
+                                      preexec_fn=_die_with_parent)
         log_file.close()
         self._wait_ready(timeout)
         log.info("embedded database listening on 127.0.0.1:%s (data in %s)", self.port, self.data_dir)

@@ -197,3 +197,15 @@ async def test_confidential_request_is_kept_with_the_report(gateway):
     await an.say("đồng ý")
     [report] = await an.reports()
     assert report.confidential is True
+
+
+async def test_a_greeting_alone_gets_the_instructions(gateway):
+    hello = await Citizen(gateway, sender="u17").say("xin chào", profile_name="Mai")
+    assert "Xin chào" in hello[0] and "phản ánh" in hello[0]
+
+
+async def test_profile_name_is_offered_not_asked(gateway):
+    mai = Citizen(gateway, sender="u18")
+    await mai.say("Rác ứ đọng ở kiệt 20 Hoàng Diệu phường Hải Châu", photo="pothole.jpg",
+                  profile_name="Trần Thị Mai")
+    assert "Trần Thị Mai" in (await mai.say(location=PIN))[-1]
