@@ -23,7 +23,9 @@ from openpyxl import load_workbook
 
 from cases.calendar import WorkingCalendar
 from cases.policy import load_policy
+from bots.texts import Texts
 from cases.report_export import export_report
+from cases.report_mail import send_due_summaries
 from cases.reports import (Report, build_report, last_complete, local_range, period_containing,
                            policy_names, stamp_handling_hours)
 from store.models import Place, Reflection
@@ -154,3 +156,20 @@ async def test_cli_writes_the_report_for_a_date_range(database, db_server, tmp_p
     assert str(out / "report.xlsx") in done.stdout
     total = load_workbook(out / "report.xlsx")["Tổng hợp"]
     assert [c.value for c in total[3]][2] == 6  # received in that week
+
+
+async def test_periodic_summary_mailed_once_to_agency_heads_and_the_ioc(database) -> None:
+    await load_fixture(database)
+    head = POLICY.agencies[0]
+    await database.db.reflections.update_many({"agency": "ag_a"}, {"$set": {"agency": head.id}})
+    now = vn(10, 9)  # Tuesday after the fixture's week; February, Q4 and 2025 had no cases
+    keys = await send_due_summaries(database, POLICY, CAL, Texts(), now, "ioc@example.gov.vn")
+    assert sorted(keys) == sorted([f"report:week:20260302:{head.head_email}", "report:week:20260302:ioc@example.gov.vn"])
+    assert await send_due_summaries(database, POLICY, CAL, Texts(), vn(10, 10), "ioc@example.gov.vn") == []
+    mails = {m.address: m.message for m in await Store(database).outbox.list(channel="email")}
+    agency_mail, ioc_mail = mails[head.head_email], mails["ioc@example.gov.vn"]
+    assert agency_mail.context["subject"].startswith("[Báo cáo tuần]") and head.name in agency_mail.context["subject"]
+    assert f"{head.name}: tiếp nhận 2, đã xử lý 2 (đúng hạn 1), trễ hạn 1" in agency_mail.text
+    assert "Toàn tỉnh: tiếp nhận 6, đã xử lý 4 (đúng hạn 3), trễ hạn 2" in ioc_mail.text
+    assert "trung vị 7 giờ, 90% trong 14 giờ hành chính" in ioc_mail.text
+    assert "ag_b: tiếp nhận 3, đã xử lý 2 (đúng hạn 2)" in ioc_mail.text and "trung vị 1,5 giờ" in ioc_mail.text
