@@ -15,6 +15,7 @@ from email.utils import make_msgid
 import aiosmtplib
 import pytest
 
+from bots.gateway import Gateway
 from channels.base import RetryLater
 from channels.replay import ReplayChannel
 from normalizer.messages import Outbound
@@ -22,7 +23,6 @@ from store.media import MediaStore
 from store.repos import Store
 from tests.chat import IMAGES, Citizen, Clock, quang_nam
 from tests.test_email import OUR, dovecot, eventually, inbox, jpeg, make_channel, smtp  # noqa: F401
-from bots.gateway import Gateway
 
 FULL = "Tôi là Nguyễn Văn An, 0912 345 678, ổ gà lớn trước số 12 Hùng Vương, phường Hải Châu"
 PIN = {"lat": 16.0678, "lon": 108.2208}
