@@ -22,6 +22,8 @@ from pathlib import Path
 
 from aioimaplib import aioimaplib
 
+from store.embedded import free_port  # noqa: F401 - re-exported for the test modules
+
 CONFIG = """\
 protocols = imap
 listen = 127.0.0.1
@@ -58,13 +60,6 @@ service anvil {{
   chroot =
 }}
 """
-
-
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def port_open(port: int) -> bool:
