@@ -177,7 +177,7 @@ async def test_expired_token_is_refreshed_and_the_new_pair_survives_a_restart(
 
     again = make_channel(fake, database)  # same configured (now spent) refresh token
     again.bind(database)
-    await again.start(channel._sink)  # type: ignore[arg-type]
+    await again.start(lambda *_: asyncio.sleep(0, True))
     fake.expire()
     await again.send(CITIZEN, Outbound(text="Lần hai"))
     await again.stop()
