@@ -21,15 +21,22 @@ import hashlib
 import hmac
 import json
 import logging
-from datetime import datetime, timedelta, timezone
-from typing import Any, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from channels.base import EventSink, PermanentFailure, RetryLater, Unreachable, WindowClosed
+from channels.base import (
+    EventSink,
+    PermanentFailure,
+    RetryLater,
+    Unreachable,
+    WindowClosed,
+)
 from channels.http_media import download_capped
 from channels.maplinks import point_from_links
 from channels.telegram import split_text
@@ -130,7 +137,8 @@ class FacebookChannel:
     # ---- parsing -----------------------------------------------------------------------
     def parse(self, message_id: str, sender: str, payload: dict[str, Any]) -> Inbound | None:
         """Called by the pipeline on one stored `messaging` item."""
-        base = dict(channel=self.name, sender=sender, message_id=message_id, received_at=_time(payload))
+        base = {"channel": self.name, "sender": sender, "message_id": message_id,
+                "received_at": _time(payload)}
         if "postback" in payload:
             action = payload["postback"].get("payload")
             return Inbound(**base, action=action) if action else None
@@ -239,7 +247,7 @@ def _event_id(item: dict[str, Any]) -> str | None:
 
 
 def _time(item: dict[str, Any]) -> datetime:
-    return datetime.fromtimestamp(int(item["timestamp"]) / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(int(item["timestamp"]) / 1000, tz=UTC)
 
 
 def _shared_location(attachments: list[dict[str, Any]]) -> GeoPoint | None:

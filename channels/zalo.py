@@ -18,8 +18,9 @@ import hashlib
 import hmac
 import json
 import logging
-from datetime import datetime, timedelta, timezone
-from typing import Any, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 from starlette.routing import Route
@@ -221,7 +222,7 @@ def _send_error(exc: ZaloError) -> Exception:
 
 def _time(stamp: str | int) -> datetime:
     """Zalo timestamps are milliseconds since the epoch, as a string."""
-    return datetime.fromtimestamp(int(stamp) / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(int(stamp) / 1000, tz=UTC)
 
 
 def _media(attachments: list[dict[str, Any]]) -> list[MediaRef]:

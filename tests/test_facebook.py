@@ -7,9 +7,10 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -25,7 +26,13 @@ from store.database import Database
 from store.media import MediaStore
 from store.repos import Store
 from store.windows import ReplyWindows
-from tests.fakes.graph_api import APP_SECRET, PAGE_TOKEN, VERIFY_TOKEN, VERSION, FakeGraphAPI
+from tests.fakes.graph_api import (
+    APP_SECRET,
+    PAGE_TOKEN,
+    VERIFY_TOKEN,
+    VERSION,
+    FakeGraphAPI,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 POLICY = Path(__file__).parent.parent / "policies" / "quang_nam.yaml"
@@ -169,7 +176,7 @@ async def test_the_same_event_delivered_twice_is_processed_once(gateway: Gateway
 
 def test_parse_postback_quick_reply_and_links(database: Database) -> None:
     channel = FacebookChannel(page_token="t", app_secret="s", verify_token="v", media_loader=MediaStore(database).load)
-    item = lambda name: webhook(name)["entry"][0]["messaging"][0]  # noqa: E731
+    item = lambda name: webhook(name)["entry"][0]["messaging"][0]
     assert channel.parse("p", PSID, item("postback")).action == "help"
     quick = channel.parse("q", PSID, item("quick_reply"))
     assert (quick.action, quick.text) == ("confirm", "Đồng ý")

@@ -6,9 +6,10 @@ import asyncio
 import hashlib
 import json
 import time
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -24,8 +25,14 @@ from store.media import MediaStore
 from store.repos import Store
 from store.tokens import TokenStore
 from store.windows import ReplyWindows
-from tests.fakes.zalo_api import (APP_ID, APP_SECRET, FIRST_ACCESS, FIRST_REFRESH, OA_SECRET_KEY,
-                                  FakeZaloAPI)
+from tests.fakes.zalo_api import (
+    APP_ID,
+    APP_SECRET,
+    FIRST_ACCESS,
+    FIRST_REFRESH,
+    OA_SECRET_KEY,
+    FakeZaloAPI,
+)
 
 FIXTURES = Path(__file__).parent / "fixtures"
 POLICY = Path(__file__).parent.parent / "policies" / "quang_nam.yaml"
