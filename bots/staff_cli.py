@@ -38,7 +38,7 @@ def main(argv: list[str], settings: Settings | None = None) -> int:
     args = parser.parse_args(argv)
     settings = settings or Settings()
     if not settings.staff_file:
-        print("error: STAFF_FILE is not set (see policies/staff.example.yaml)", file=sys.stderr)
+        print("error: STAFF_FILE is not set (see policies/staff/staff.example.yaml)", file=sys.stderr)
         return 2
     try:
         policy = load_policy(settings.policy_file)

@@ -329,7 +329,7 @@ async def test_interactive_shell_runs_commands_until_exit(gw: Gateway) -> None:
 
 def test_run_bots_staff_command_reads_the_membership_file(db_server, tmp_path: Path, capsys) -> None:
     staff = tmp_path / "staff.yaml"
-    staff.write_text((ROOT / "policies" / "staff.example.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    staff.write_text((ROOT / "policies" / "staff" / "staff.example.yaml").read_text(encoding="utf-8"), encoding="utf-8")
     settings = Settings(_env_file=None, mongodb_uri=db_server.uri, mongodb_database=f"cli_{tmp_path.name[-8:]}",
                         staff_file=str(staff))
     assert main(["--as", "minh.tran", "queue"], settings) == 0
@@ -355,4 +355,4 @@ def test_membership_file_errors_name_the_entry(tmp_path: Path) -> None:
         path.write_text(text, encoding="utf-8")
         with pytest.raises(StaffFileError, match=message.replace("(", r"\(")):
             load_roster(path, policy)
-    assert len(load_roster(ROOT / "policies" / "staff.example.yaml", policy).members) == 5
+    assert len(load_roster(ROOT / "policies" / "staff" / "staff.example.yaml", policy).members) == 5
