@@ -23,8 +23,8 @@ class Settings(BaseSettings):
 
     # Province policy (working calendar, fields, agencies, deadlines).
     policy_file: Path = Path("policies/quang_nam.yaml")
-    # IOC staff membership for the staff console (roles, Telegram ids, e-mails); None = no staff.
-    staff_file: Path | None = None
+    # IOC staff membership (roles, Telegram ids, e-mails); unset: no staff console.
+    staff_file: str | None = None  # a path; empty means none
 
     # Web app for webhooks, health and the portal.
     web_host: str = "127.0.0.1"
