@@ -44,7 +44,7 @@ class Gateway:
                  max_body_bytes: int = 1_000_000, scheduler_seconds: float = 60.0,
                  open311_api_key: str | None = None,
                  idle_seconds: float = 0.5, outbox_max_attempts: int = 8, staff: StaffSetup | None = None,
-                 sla: SlaSettings = SlaSettings()) -> None:
+                 sla: SlaSettings = SlaSettings(), workers: int = 4) -> None:
         self.database, self.policy, self.channels = database, policy, dict(channels)
         self.texts = texts or Texts()
         for channel in self.channels.values():  # optional hook: channels keeping state (tokens)
@@ -66,6 +66,8 @@ class Gateway:
         self.pipeline = Pipeline(database, self.channels, self.dispatcher, self.media, limits)
         self.outbox = OutboxWorker(database, self.channels, max_attempts=outbox_max_attempts,
                                    on_window_closed=self.agency.on_window_closed)
+        self.pipeline.on_queued = self.outbox.wakeup.set
+        self.workers = workers  # loops each of pipeline and outbox: overlap database round trips
         self.web_address, self.max_body_bytes, self.open311_api_key = web, max_body_bytes, open311_api_key
         self.scheduler_seconds, self.idle_seconds = scheduler_seconds, idle_seconds
         self.web: WebServer | None = None
@@ -88,8 +90,10 @@ class Gateway:
 
     def _start_workers(self) -> None:
         self._tasks = [
-            asyncio.create_task(self.pipeline.run(self.stopping, self.idle_seconds), name="pipeline"),
-            asyncio.create_task(self.outbox.run(self.stopping, self.idle_seconds), name="outbox"),
+            *(asyncio.create_task(self.pipeline.run(self.stopping, self.idle_seconds), name=f"pipeline-{n}")
+              for n in range(self.workers)),
+            *(asyncio.create_task(self.outbox.run(self.stopping, self.idle_seconds), name=f"outbox-{n}")
+              for n in range(self.workers)),
             asyncio.create_task(self._schedule(), name="scheduler"),
             asyncio.create_task(run_summaries(self.database, self.policy, self.texts, self.stopping,
                                               ioc_email=self.sla.ioc_email, clock=self.clock), name="summaries"),

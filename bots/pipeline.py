@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Mapping
+import random
+from typing import Any, Callable, Mapping
 
 from pymongo.errors import PyMongoError
 
-from bots.base import Bot
+from bots.base import Bot, Delivery
 from channels.base import Channel, EventSink
+from channels.outbox import wait_any
 from normalizer.media import MediaLimits, resolve_media
+from normalizer.messages import Inbound
 from store.database import Database
 from store.media import MediaStore
 from store.models import InboundRecord
@@ -25,6 +28,7 @@ from store.repos import Store, unit_of_work
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
+TRANSACTION_TRIES = 5  # a write conflict between workers' transactions is retried at once
 
 
 class Pipeline:
@@ -36,6 +40,9 @@ class Pipeline:
         self.media = media
         self.limits = limits
         self.wakeup = asyncio.Event()
+        self.on_queued: Callable[[], None] = lambda: None  # the gateway wakes the outbox here
+        self._claiming = asyncio.Lock()
+        self._busy: set[str] = set()  # senders with an event in hand: one at a time each
 
     def sink(self, channel: str) -> EventSink:
         async def store_event(message_id: str, sender: str, payload: dict[str, Any]) -> bool:
@@ -46,19 +53,35 @@ class Pipeline:
         return store_event
 
     async def process_one(self) -> bool:
-        """Claim and handle one stored event; False when there was nothing to do."""
-        record = await Store(self.database).inbound.claim()
-        if record is None:
-            return False
+        """Claim and handle one stored event; False when there was nothing to do.
+
+        Several `run` loops may call this at once: claims are taken one at a time and skip
+        senders whose earlier event is still in hand, so each sender's events are handled
+        in order while different senders' events overlap their database round trips."""
+        async with self._claiming:
+            record = await Store(self.database).inbound.claim(exclude_senders=sorted(self._busy))
+            if record is None:
+                return False
+            self._busy.add(record.sender)
         try:
             await self._handle(record)
         except PyMongoError:
-            raise  # the lease expires and the event is claimed again
+            await self._release(record)
+            raise
         except Exception as exc:  # noqa: BLE001 - one bad event must not stop the loop
             log.exception("event %s/%s failed", record.channel, record.message_id)
             status = "failed" if record.attempts >= MAX_ATTEMPTS else "pending"
             await Store(self.database).inbound.finish(record.id, status, f"{type(exc).__name__}: {exc}"[:300])
+        finally:
+            self._busy.discard(record.sender)
         return True
+
+    async def _release(self, record: InboundRecord) -> None:
+        """Hand a failed event back at once; if the database is gone, its lease expires."""
+        try:
+            await Store(self.database).inbound.release(record.id)
+        except PyMongoError:
+            pass
 
     async def _handle(self, record: InboundRecord) -> None:
         channel = self.channels.get(record.channel)
@@ -70,11 +93,25 @@ class Pipeline:
             await self._skip(channel, record)
             return
         inbound = await resolve_media(inbound, channel.fetch_media, self.media, self.limits)
+        for attempt in range(1, TRANSACTION_TRIES + 1):
+            try:
+                deliveries = await self._transaction(record, inbound)
+                break
+            except PyMongoError as exc:  # another worker's transaction touched the same document
+                if attempt == TRANSACTION_TRIES or not exc.has_error_label("TransientTransactionError"):
+                    raise
+                await asyncio.sleep(random.uniform(0, 0.01 * 2 ** attempt))
+        if deliveries:
+            self.on_queued()
+
+    async def _transaction(self, record: InboundRecord, inbound: Inbound) -> list[Delivery]:
+        """The bot's turn, its replies queued and the event marked done: all or nothing."""
         async with unit_of_work(self.database) as store:
             deliveries = await self.bot.handle(inbound, store)
             for n, d in enumerate(deliveries):
                 await store.outbox.enqueue(f"in:{record.id}:{n}", d.channel, d.address, d.message)
             await store.inbound.finish(record.id, "done")
+        return deliveries
 
     async def _skip(self, channel: Channel, record: InboundRecord) -> None:
         store = Store(self.database)
@@ -87,20 +124,12 @@ class Pipeline:
 
     async def run(self, stop: asyncio.Event, idle_seconds: float = 0.5) -> None:
         while not stop.is_set():
+            self.wakeup.clear()  # before the claim: a wake-up after it is not lost
             try:
                 busy = await self.process_one()
             except PyMongoError as exc:
                 log.warning("database unavailable while processing: %s", str(exc).splitlines()[0])
                 busy = False
             if not busy:
-                self.wakeup.clear()
-                await _wait_any(stop, self.wakeup, idle_seconds)
+                await wait_any(stop, self.wakeup, idle_seconds)
 
-
-async def _wait_any(stop: asyncio.Event, wakeup: asyncio.Event, timeout: float) -> None:
-    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wakeup.wait())]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()

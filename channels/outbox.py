@@ -36,16 +36,30 @@ class OutboxWorker:
         self.channels = channels
         self.max_attempts = max_attempts
         self.on_window_closed = on_window_closed
+        self.wakeup = asyncio.Event()  # set by the pipeline when it queued something
+        self._claiming = asyncio.Lock()
+        self._busy: set[str] = set()  # addresses being sent to: their messages stay in order
 
     async def deliver_one(self) -> bool:
+        """Claim, send and mark one item; several `run` loops may call it at once, never
+        two for the same address, so a citizen's replies arrive in the order queued."""
         store = Store(self.database)
-        item = await store.outbox.claim()
-        if item is None:
-            return False
+        async with self._claiming:
+            item = await store.outbox.claim(exclude_addresses=sorted(self._busy))
+            if item is None:
+                return False
+            self._busy.add(item.address)
+        try:
+            await self._deliver(store, item)
+        finally:
+            self._busy.discard(item.address)
+        return True
+
+    async def _deliver(self, store: Store, item: OutboxItem) -> None:
         channel = self.channels.get(item.channel)
         if channel is None:
             await store.outbox.mark(item.id, "failed", error="channel not enabled")
-            return True
+            return
         try:
             platform_id = await channel.send(item.address, item.message)
         except RetryLater as exc:
@@ -63,7 +77,6 @@ class OutboxWorker:
             await self._retry(store, item, f"{type(exc).__name__}: {exc}", None)
         else:
             await store.outbox.mark(item.id, "sent", platform_id=platform_id)
-        return True
 
     async def _retry(self, store: Store, item: OutboxItem, error: str, after: float | None) -> None:
         if item.attempts >= self.max_attempts:
@@ -76,13 +89,21 @@ class OutboxWorker:
 
     async def run(self, stop: asyncio.Event, idle_seconds: float = 0.5) -> None:
         while not stop.is_set():
+            self.wakeup.clear()  # before the claim: a wake-up after it is not lost
             try:
                 busy = await self.deliver_one()
             except PyMongoError as exc:
                 log.warning("database unavailable in outbox: %s", str(exc).splitlines()[0])
                 busy = False
             if not busy:
-                try:
-                    await asyncio.wait_for(stop.wait(), idle_seconds)
-                except asyncio.TimeoutError:
-                    pass
+                await wait_any(stop, self.wakeup, idle_seconds)
+
+
+async def wait_any(stop: asyncio.Event, wakeup: asyncio.Event, timeout: float) -> None:
+    """Called by an idle worker loop: return on stop, on new work, or after `timeout`."""
+    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wakeup.wait())]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()

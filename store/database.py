@@ -5,12 +5,13 @@ repositories; nothing else creates a client.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from gridfs import AsyncGridFSBucket
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import PyMongoError
+from pymongo.errors import CollectionInvalid, PyMongoError
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -59,7 +60,17 @@ def _redact(uri: str) -> str:
     return uri
 
 
+# Collections written inside transactions: created up front, because a collection created
+# implicitly by a transaction's first insert makes concurrent transactions conflict.
+TRANSACTIONAL = ("inbound", "outbox", "conversations", "citizens", "reflections", "counters", "audit")
+
+
 async def ensure_indexes(db: AsyncDatabase) -> None:
+    existing = set(await db.list_collection_names())
+    for name in TRANSACTIONAL:
+        if name not in existing:
+            with contextlib.suppress(CollectionInvalid):  # another process created it meanwhile
+                await db.create_collection(name)
     await db.inbound.create_index([("channel", ASCENDING), ("message_id", ASCENDING)], unique=True)
     await db.inbound.create_index([("status", ASCENDING), ("received_at", ASCENDING)])
     await db.outbox.create_index([("status", ASCENDING), ("next_attempt_at", ASCENDING)])

@@ -40,13 +40,25 @@ class InboundRepo(_Repo):
             return False
         return True
 
-    async def claim(self, lease: timedelta = timedelta(seconds=60)) -> InboundRecord | None:
+    async def claim(self, lease: timedelta = timedelta(seconds=60),
+                    exclude_senders: Sequence[str] = ()) -> InboundRecord | None:
+        """The oldest event ready to handle, leased; `exclude_senders` are already in hand."""
         now = utcnow()
+        ready: dict[str, Any] = {"$or": [{"status": "pending"},
+                                         {"status": "processing", "lease_until": {"$lt": now}}]}
+        if exclude_senders:
+            ready["sender"] = {"$nin": [plain(s) for s in exclude_senders]}
         doc = await self.db.inbound.find_one_and_update(
-            {"$or": [{"status": "pending"}, {"status": "processing", "lease_until": {"$lt": now}}]},
+            ready,
             {"$set": {"status": "processing", "lease_until": now + lease}, "$inc": {"attempts": 1}},
             sort=[("received_at", 1)], return_document=ReturnDocument.AFTER, session=self.s)
         return InboundRecord.model_validate(doc) if doc else None
+
+    async def release(self, record_id: ObjectId) -> None:
+        """Give a claimed event back (its transaction failed) without waiting for the lease."""
+        await self.db.inbound.update_one({"_id": record_id, "status": "processing"},
+                                         {"$set": {"status": "pending"}, "$unset": {"lease_until": ""}},
+                                         session=self.s)
 
     async def finish(self, record_id: ObjectId, status: str, reason: str | None = None) -> None:
         await self.db.inbound.update_one(
@@ -69,11 +81,16 @@ class OutboxRepo(_Repo):
             return False
         return True
 
-    async def claim(self, lease: timedelta = timedelta(seconds=120)) -> OutboxItem | None:
+    async def claim(self, lease: timedelta = timedelta(seconds=120),
+                    exclude_addresses: Sequence[str] = ()) -> OutboxItem | None:
+        """The next item due, leased; `exclude_addresses` are being sent to already."""
         now = utcnow()
+        due: dict[str, Any] = {"$or": [{"status": "pending", "next_attempt_at": {"$lte": now}},
+                                       {"status": "sending", "lease_until": {"$lt": now}}]}
+        if exclude_addresses:
+            due["address"] = {"$nin": [plain(a) for a in exclude_addresses]}
         doc = await self.db.outbox.find_one_and_update(
-            {"$or": [{"status": "pending", "next_attempt_at": {"$lte": now}},
-                     {"status": "sending", "lease_until": {"$lt": now}}]},
+            due,
             {"$set": {"status": "sending", "lease_until": now + lease}, "$inc": {"attempts": 1}},
             sort=[("next_attempt_at", 1)], return_document=ReturnDocument.AFTER, session=self.s)
         return OutboxItem.model_validate(doc) if doc else None
