@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 
 from bots.dispatch import Dispatcher
 from bots.intake import IntakeBot
+from bots.limits import FloodLimits, Limits
 from bots.pipeline import Pipeline
 from bots.staff import StaffBot, StaffSetup
 from bots.texts import Texts
@@ -44,7 +45,8 @@ class Gateway:
                  max_body_bytes: int = 1_000_000, scheduler_seconds: float = 60.0,
                  open311_api_key: str | None = None,
                  idle_seconds: float = 0.5, outbox_max_attempts: int = 8, staff: StaffSetup | None = None,
-                 sla: SlaSettings = SlaSettings(), workers: int = 4) -> None:
+                 sla: SlaSettings = SlaSettings(), workers: int = 4,
+                 flood: FloodLimits = FloodLimits()) -> None:
         self.database, self.policy, self.channels = database, policy, dict(channels)
         self.texts = texts or Texts()
         for channel in self.channels.values():  # optional hook: channels keeping state (tokens)
@@ -63,7 +65,8 @@ class Gateway:
         self.staff = StaffBot(self.texts, policy, staff, clock=clock) if staff else None
         if self.staff is not None:  # the staff group and members' private chats
             self.dispatcher.add(self.staff.claims, self.staff)
-        self.pipeline = Pipeline(database, self.channels, self.dispatcher, self.media, limits)
+        self.pipeline = Pipeline(database, self.channels, self.dispatcher, self.media, limits,
+                                 flood=Limits(self.texts, flood))
         self.outbox = OutboxWorker(database, self.channels, max_attempts=outbox_max_attempts,
                                    on_window_closed=self.agency.on_window_closed)
         self.pipeline.on_queued = self.outbox.wakeup.set

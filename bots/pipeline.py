@@ -16,6 +16,8 @@ from typing import Any, Callable, Mapping
 from pymongo.errors import PyMongoError
 
 from bots.base import Bot, Delivery
+from bots.limits import Limits
+from bots.texts import Texts
 from channels.base import Channel, EventSink
 from channels.outbox import wait_any
 from normalizer.media import MediaLimits, resolve_media
@@ -33,12 +35,14 @@ TRANSACTION_TRIES = 5  # a write conflict between workers' transactions is retri
 
 class Pipeline:
     def __init__(self, database: Database, channels: Mapping[str, Channel], bot: Bot,
-                 media: MediaStore, limits: MediaLimits = MediaLimits()) -> None:
+                 media: MediaStore, limits: MediaLimits = MediaLimits(),
+                 flood: Limits | None = None) -> None:
         self.database = database
         self.channels = channels
         self.bot = bot
         self.media = media
-        self.limits = limits
+        self.media_limits = limits
+        self.limits = flood or Limits(Texts())
         self.wakeup = asyncio.Event()
         self.on_queued: Callable[[], None] = lambda: None  # the gateway wakes the outbox here
         self._claiming = asyncio.Lock()
@@ -92,7 +96,7 @@ class Pipeline:
         if inbound is None:
             await self._skip(channel, record)
             return
-        inbound = await resolve_media(inbound, channel.fetch_media, self.media, self.limits)
+        inbound = await resolve_media(inbound, channel.fetch_media, self.media, self.media_limits)
         for attempt in range(1, TRANSACTION_TRIES + 1):
             try:
                 deliveries = await self._transaction(record, inbound)
@@ -105,12 +109,17 @@ class Pipeline:
             self.on_queued()
 
     async def _transaction(self, record: InboundRecord, inbound: Inbound) -> list[Delivery]:
-        """The bot's turn, its replies queued and the event marked done: all or nothing."""
+        """The bot's turn (unless a limit stops it), its replies queued and the event
+        marked: all or nothing."""
         async with unit_of_work(self.database) as store:
-            deliveries = await self.bot.handle(inbound, store)
+            verdict = await self.limits.check(inbound, record.received_at, store)
+            if verdict is None:
+                status, deliveries = "done", await self.bot.handle(inbound, store)
+            else:
+                status, deliveries = verdict.status, verdict.deliveries
             for n, d in enumerate(deliveries):
                 await store.outbox.enqueue(f"in:{record.id}:{n}", d.channel, d.address, d.message)
-            await store.inbound.finish(record.id, "done")
+            await store.inbound.finish(record.id, status)
         return deliveries
 
     async def _skip(self, channel: Channel, record: InboundRecord) -> None:

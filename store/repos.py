@@ -119,7 +119,16 @@ class ConversationRepo(_Repo):
     async def save(self, conv: Conversation) -> None:
         conv.updated_at = utcnow()
         doc = conv.model_dump(by_alias=True, mode="python")
-        await self.db.conversations.replace_one({"_id": conv.id}, doc, upsert=True, session=self.s)
+        del doc["_id"]  # $set, not replace: keeps the turn count that bots.limits keeps beside it
+        await self.db.conversations.update_one({"_id": conv.id}, {"$set": doc}, upsert=True, session=self.s)
+
+    async def count_turn(self, channel: str, sender: str) -> tuple[int, str]:
+        """Count one more message in the open conversation: (turns so far, its language);
+        (0, "vi") when none is open. Called by bots.limits for the conversation length cap."""
+        doc = await self.db.conversations.find_one_and_update(
+            {"_id": f"{plain(channel)}:{plain(sender)}"}, {"$inc": {"turns": 1}},
+            projection={"turns": 1, "language": 1}, return_document=ReturnDocument.AFTER, session=self.s)
+        return (doc["turns"], doc.get("language") or "vi") if doc else (0, "vi")
 
     async def delete(self, conv_id: str) -> None:
         await self.db.conversations.delete_one({"_id": plain(conv_id)}, session=self.s)
@@ -128,6 +137,19 @@ class ConversationRepo(_Repo):
         cursor = self.db.conversations.find(
             {"expires_at": {"$lte": now}, "expiry_notified": False}, session=self.s).limit(limit)
         return [Conversation.model_validate(d) async for d in cursor]
+
+
+class RateRepo(_Repo):
+    """Messages per (channel, sender) per minute, for the flood limit (bots.limits)."""
+
+    async def hit(self, channel: str, sender: str, at: datetime) -> int:
+        """Count one message in the minute of `at`; the count so far in that minute."""
+        minute = at.replace(second=0, microsecond=0)
+        doc = await self.db.rates.find_one_and_update(
+            {"_id": f"{plain(channel)}:{plain(sender)}:{minute:%Y%m%d%H%M}"},
+            {"$inc": {"n": 1}, "$setOnInsert": {"expires_at": minute + timedelta(minutes=2)}},
+            upsert=True, return_document=ReturnDocument.AFTER, session=self.s)
+        return doc["n"]
 
 
 class CitizenRepo(_Repo):
@@ -311,6 +333,7 @@ class Store:
         self.inbound = InboundRepo(database, session)
         self.outbox = OutboxRepo(database, session)
         self.conversations = ConversationRepo(database, session)
+        self.rates = RateRepo(database, session)
         self.citizens = CitizenRepo(database, session)
         self.reflections = ReflectionRepo(database, session)
         self.audit = AuditRepo(database, session)
