@@ -62,7 +62,7 @@ class Gateway:
         self.dispatcher = Dispatcher(self.intake)
         self.agency = AgencyLoop(database, policy, self.texts, self.channels, clock, agency_token_secret, ioc_email)
         self.dispatcher.add(self.agency.claims, self.agency.bot)  # agency replies share the inbox
-        self.staff = StaffBot(self.texts, policy, staff, clock=clock) if staff else None
+        self.staff = StaffBot(self.texts, policy, staff, self.agency.loop, clock=clock) if staff else None
         if self.staff is not None:  # the staff group and members' private chats
             self.dispatcher.add(self.staff.claims, self.staff)
         self.pipeline = Pipeline(database, self.channels, self.dispatcher, self.media, limits,

@@ -14,6 +14,7 @@ from bots.draft import Problem, absorb, missing
 from bots.texts import Texts, display_phone
 from cases.duplicates import handle_possible_duplicate
 from cases.filing import CaseDesk
+from cases.info_answer import attach_answer
 from cases.policy import Policy
 from normalizer.signals import Command, parse_command
 from replies.deliver import citizen_feedback
@@ -109,6 +110,11 @@ class _Turn:
             answer = await citizen_feedback(self.store, self.bot.texts, self.conv, self.inbound, command)
             if answer is not None:
                 self.send(answer)
+                return
+        if self.conv.info_for and command is None and not (self.conv.draft.content or self.conv.draft.photos):
+            added = await attach_answer(self.store, self.bot.texts, self.conv, self.inbound)  # answers /ask
+            if added is not None:
+                self.send(added)
                 return
         if command is not None and await self._command(command):
             return

@@ -3,9 +3,10 @@
 `parse` turns `/reject PA-2026-000001 incomplete` into a `cases.commands.Request`;
 `StaffConsole.run` checks the author is a configured member (else 'not authorised', logged),
 runs the command and returns its `Result`; `render` turns it into text. The gateway routes
-Telegram messages from the staff group and from members' private chats to `StaffBot`,
-which answers in the same chat (a case's photos as photos); `bots.staff_cli` uses the same
-console on the server's command line.
+Telegram messages from the staff group and from members' private chats to `StaffBot` (given
+the agency loop's `Loop`, through which results and approvals travel), which answers in the
+same chat (a case's photos as photos); `bots.staff_cli` uses the same console on the server's
+command line.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from cases.staff_roles import Member, Roster
 from cases.staff_views import staff_alerts
 from normalizer.messages import Button, Inbound, Outbound, utcnow
 from normalizer.text import fold
+from replies.loop import Loop
 from store.repos import Store
 
 ALIASES = {
@@ -30,11 +32,12 @@ ALIASES = {
     "dup": ("trung",), "undup": ("botrung",), "ask": ("bosung",), "note": ("ghichu",),
     "result": ("ketqua",), "approve": ("duyet",), "sendback": ("tralai",), "edit": ("sua",),
     "publish": ("congkhai",), "reopen": ("molai",), "close": ("dong",), "stats": ("thongke",),
+    "return": ("trave", "khongthuoc"), "dupok": ("xacnhantrung",), "dupsplit": ("tachtrung",),
     "help": ("huongdan", "trogiup", "start"),
 }
 NAMES = {alias: name for name, aliases in ALIASES.items() for alias in (name, *aliases)}
 CODE_ONLY = ("show", "forward", "undup", "approve", "publish")
-TEXT_REQUIRED = ("hide", "unhide", "ask", "note", "result", "sendback", "edit")
+TEXT_REQUIRED = ("hide", "unhide", "ask", "note", "result", "sendback", "edit", "return")
 TEXT_OPTIONAL = ("reopen", "close")
 QUEUE_KEYS = ("state", "field", "agency", "channel", "overdue", "urgent")
 PERIODS = {"": "today", "today": "today", "homnay": "today", "week": "week", "tuan": "week", "tuannay": "week"}
@@ -98,6 +101,8 @@ def _with_words(name: str, code: str, tail: str) -> Request:
         return Request(name, code=code, reason=words[0], text=tail.split(None, 1)[1] if len(words) > 1 else "")
     if name == "dup" and len(words) == 1:
         return Request(name, code=code, target=_code(words[0]))
+    if name in ("dupok", "dupsplit") and len(words) == 1 and _ID.match(words[0]):
+        return Request(name, code=code, candidate=words[0])
     return _fail()
 
 
@@ -140,8 +145,8 @@ def render(texts: Texts, result: Result) -> str:
 class StaffConsole:
     """Parse, authorise and run one staff command; shared by `StaffBot` and the CLI."""
 
-    def __init__(self, texts: Texts, policy: Policy, roster: Roster) -> None:
-        self.texts, self.policy, self.roster = texts, policy, roster
+    def __init__(self, texts: Texts, policy: Policy, roster: Roster, loop: Loop) -> None:
+        self.texts, self.policy, self.roster, self.loop = texts, policy, roster, loop
 
     async def run(self, store: Store, member: Member | None, who: str, text: str, now: datetime,
                   private: bool) -> Result:
@@ -152,7 +157,7 @@ class StaffConsole:
             request = parse(text)
         except UsageError as error:
             return usage(error)
-        return await execute(Context(store, self.policy, self.texts, member, now, private), request)
+        return await execute(Context(store, self.policy, self.texts, member, now, self.loop, private), request)
 
 
 @dataclass(frozen=True)
@@ -166,10 +171,10 @@ class StaffSetup:
 class StaffBot:
     """The Bot for staff messages on Telegram (the staff group and members' private chats)."""
 
-    def __init__(self, texts: Texts, policy: Policy, setup: StaffSetup,
+    def __init__(self, texts: Texts, policy: Policy, setup: StaffSetup, loop: Loop,
                  clock: Callable[[], datetime] = utcnow) -> None:
         self.texts, self.policy, self.setup, self.clock = texts, policy, setup, clock
-        self.console = StaffConsole(texts, policy, setup.roster)
+        self.console = StaffConsole(texts, policy, setup.roster, loop)
 
     def member(self, inbound: Inbound) -> Member | None:
         if inbound.channel != "telegram":

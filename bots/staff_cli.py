@@ -21,6 +21,7 @@ from bots.texts import Texts
 from cases.policy import Policy, PolicyError, load_policy
 from cases.staff_roles import Roster, StaffFileError, load_roster
 from normalizer.messages import utcnow
+from replies.loop import Loop, make_loop
 from settings import Settings
 from store.database import Database, DatabaseUnavailable, connect
 from store.embedded import EmbeddedServer, EmbeddedServerError
@@ -54,14 +55,20 @@ def main(argv: list[str], settings: Settings | None = None) -> int:
 
 
 async def _session(settings: Settings, policy: Policy, roster: Roster, who: str, words: list[str]) -> int:
+    secret = settings.agency_token_secret.get_secret_value() if settings.agency_token_secret else ""
+    mailbox = settings.email_address if settings.email_imap_host else None  # as channels.registry
+    loop = make_loop(policy, Texts(), secret, mailbox, settings.ioc_email)
     async with _database(settings) as database:
-        return await run_cli(database, policy, roster, who, words, sys.stdin, sys.stdout)
+        return await run_cli(database, policy, roster, loop, who, words, sys.stdin, sys.stdout)
 
 
-async def run_cli(database: Database, policy: Policy, roster: Roster, who: str, words: list[str],
+async def run_cli(database: Database, policy: Policy, roster: Roster, loop: Loop, who: str, words: list[str],
                   stdin: TextIO, stdout: TextIO, clock: Callable[[], datetime] = utcnow) -> int:
-    """One command from `words`, or the interactive shell on `stdin`; called by `main` and tests."""
-    console, texts = StaffConsole(Texts(), policy, roster), Texts()
+    """One command from `words`, or the interactive shell on `stdin`; called by `main` and tests.
+
+    `loop` signs the reply addresses of the e-mails a command sends (approval requests, results
+    sent back), with the gateway's `AGENCY_TOKEN_SECRET` so the gateway accepts the answers."""
+    console, texts = StaffConsole(Texts(), policy, roster, loop), Texts()
     if words:
         return await _one(database, console, texts, who, " ".join(words), stdout, clock)
     status = 0

@@ -3,8 +3,9 @@
 `bots.staff` (Telegram) and `bots.staff_cli` parse text into a `Request` and call `execute`;
 both render the returned `Result` with the same templates, so neither front end holds
 business rules. Every change of a case goes through `cases.lifecycle` (transition, note,
-set_hidden) or a version-checked `ReflectionRepo.amend`, so the staff member's identity lands
-in the case's history and two staff acting at once cannot both win. Messages to the citizen
+set_hidden), a version-checked `ReflectionRepo.amend`, or the functions the e-mail path
+uses (`cases.staff_loop`: results, approval, publication, return, duplicates), so the staff
+member's identity lands in the case's history and two staff acting at once cannot both win. Messages to the citizen
 (refusal with guidance, request for information) are queued in the outbox under keys derived
 from the case, so a retried command never sends them twice.
 """
@@ -16,17 +17,17 @@ from datetime import datetime
 from typing import Any, Awaitable, Callable
 
 from bots.texts import Texts
-from cases.lifecycle import (IOC, LEADER, OFFICER, OPEN_STATES, SUPERVISOR, TransitionError, allowed, note,
-                             set_hidden, transition)
+from cases.info_answer import await_answer
+from cases.lifecycle import IOC, LEADER, OFFICER, OPEN_STATES, TransitionError, allowed, note, set_hidden, transition
 from cases.policy import Policy
 from cases.routing import route
 from cases.staff_roles import ROLES, Member, can_open
 from normalizer.messages import Outbound
+from replies.loop import Loop
 from store.models import AuditEntry, HistoryEntry, Reflection
 from store.repos import Store
 
 CASE_ROLES = (*IOC, OFFICER, LEADER)
-APPROVERS = (LEADER, SUPERVISOR)
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class Request:
     name: str
     code: str | None = None
     target: str | None = None  # the other case of /dup
+    candidate: str | None = None  # a duplicate candidate's id (/dupok, /dupsplit)
     field: str | None = None
     agency: str | None = None
     reason: str | None = None  # a rejection reason key of the policy
@@ -64,6 +66,7 @@ class Context:
     texts: Texts
     member: Member
     now: datetime
+    loop: Loop  # the agency loop's: results, approvals and publication go through replies.approval
     private: bool = True  # False in the staff group: personal data is never posted there
 
 
@@ -125,16 +128,21 @@ async def load_case(ctx: Context, code: str | None) -> Reflection:
     return reflection
 
 
-async def move(ctx: Context, reflection: Reflection, to: str, reason: str | None = None,
-               changes: dict[str, Any] | None = None) -> Reflection:
-    """A lifecycle transition as this member, with the refusals a user understands."""
+async def step(ctx: Context, reflection: Reflection, to: str, run: Callable[[], Awaitable[Reflection]]) -> Reflection:
+    """Run `run`, which moves the case to `to`, as this member, with the refusals a user understands."""
     if not allowed(reflection.status, to, ctx.member.role):
         raise Refusal("wrong_state", status=reflection.status)
     try:
-        return await transition(ctx.store, reflection, to, ctx.member.actor, reason=reason,
-                                changes=changes, at=ctx.now)
+        return await run()
     except TransitionError:
         raise Refusal("conflict") from None
+
+
+async def move(ctx: Context, reflection: Reflection, to: str, reason: str | None = None,
+               changes: dict[str, Any] | None = None) -> Reflection:
+    """A lifecycle transition as this member."""
+    return await step(ctx, reflection, to, lambda: transition(ctx.store, reflection, to, ctx.member.actor,
+                                                              reason=reason, changes=changes, at=ctx.now))
 
 
 async def amend(ctx: Context, reflection: Reflection, action: str, reason: str, **sets: Any) -> Reflection:
@@ -240,6 +248,7 @@ async def request_info(ctx: Context, req: Request) -> Result:
         raise Refusal("wrong_state", status=r.status)
     r = await amend(ctx, r, "info_requested", req.text, info_requested=True)
     told = await tell_citizen(ctx, r, "ask", "staff_info_request", request=req.text)
+    await await_answer(ctx.store, r)  # the citizen's next message is added to this case
     return done(req, r, told=told)
 
 
@@ -250,40 +259,7 @@ async def add_note(ctx: Context, req: Request) -> Result:
     return done(req, r)
 
 
-# ---- results: agency, leader approval, publication ---------------------------------------
-@command("result", (OFFICER,))
-async def submit_result(ctx: Context, req: Request) -> Result:
-    r = await load_case(ctx, req.code)
-    return done(req, await move(ctx, r, "result_submitted", reason=req.text, changes={"result": req.text}))
-
-
-@command("approve", APPROVERS)
-async def approve(ctx: Context, req: Request) -> Result:
-    r = await load_case(ctx, req.code)
-    if r.status == "result_submitted" and not r.result:
-        raise Refusal("no_result")
-    return done(req, await move(ctx, r, "approved"))
-
-
-@command("sendback", APPROVERS)
-async def send_back(ctx: Context, req: Request) -> Result:
-    r = await load_case(ctx, req.code)
-    return done(req, await move(ctx, r, "in_progress", reason=req.text))
-
-
-@command("edit", APPROVERS)
-async def edit_result(ctx: Context, req: Request) -> Result:
-    r = await load_case(ctx, req.code)
-    if r.status not in ("result_submitted", "approved"):
-        raise Refusal("wrong_state", status=r.status)
-    return done(req, await amend(ctx, r, "result_edited", req.text, result=req.text))
-
-
-@command("publish", IOC)
-async def publish(ctx: Context, req: Request) -> Result:
-    return done(req, await move(ctx, await load_case(ctx, req.code), "published"))
-
-
+# ---- reopening and closing (IOC) ----------------------------------------------------------
 @command("reopen", IOC)
 async def reopen(ctx: Context, req: Request) -> Result:
     return done(req, await move(ctx, await load_case(ctx, req.code), "reopened", reason=req.text or None))
@@ -301,4 +277,4 @@ async def show_help(ctx: Context, req: Request) -> Result:
                                  "only": req.text if req.text in commands else None})
 
 
-from cases import staff_views  # noqa: E402,F401 - registers the read-only commands (queue, show, stats)
+from cases import staff_loop, staff_views  # noqa: E402,F401 - register the agency-loop and read-only commands

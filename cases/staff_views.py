@@ -20,7 +20,7 @@ from cases.lifecycle import OPEN_STATES, STATES, SYSTEM, Actor, note
 from cases.policy import Policy
 from cases.staff_roles import AGENCY_ROLES, ROLES, sees_personal_data
 from normalizer.messages import Outbound
-from store.models import Reflection
+from store.models import DuplicateCandidate, Reflection
 from store.repos import Store
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -103,8 +103,15 @@ async def show(ctx: Context, req: Request) -> Result:
               "personal": r.citizen.model_dump() if personal and ctx.private else None,
               "personal_why": None if personal and ctx.private else
               "group" if personal else "confidential" if r.confidential else "role",
+              "candidates": [_candidate(c) for c in r.duplicate_candidates],
               "history": [_entry(e, personal) for e in r.history]}
     return Result(True, "case", values, photos=tuple(r.photos))
+
+
+def _candidate(c: DuplicateCandidate) -> dict[str, Any]:
+    """A later report linked to the case as a duplicate (no personal data: /dupok, /dupsplit)."""
+    return {"id": c.id, "status": c.status, "similarity": c.similarity, "channel": c.channel, "at": local(c.at),
+            "snippet": (c.draft.content or "")[:80], "new_code": c.split_code, "photos": len(c.draft.photos)}
 
 
 def _entry(e: Any, personal: bool) -> dict[str, Any]:

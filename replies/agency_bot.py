@@ -9,7 +9,6 @@ the right step, is applied; everything else is kept on the case and reported to 
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
@@ -24,8 +23,8 @@ from replies import approval
 from replies.deliver import fall_back
 from replies.forward import forward_pending
 from replies.ingest import RECIPIENT_HEADERS, Match, Reply, match_case, read_reply
-from replies.loop import EMAIL, Loop, notify_ioc
-from replies.tokens import APPROVAL, Tokens
+from replies.loop import EMAIL, make_loop, notify_ioc
+from replies.tokens import APPROVAL
 from store.database import Database
 from store.media import MediaStore
 from store.models import OutboxItem, Reflection
@@ -40,11 +39,7 @@ class AgencyLoop:
                  clock: Callable[[], datetime], secret: str = "", ioc_email: str | None = None) -> None:
         self.database, self.channels, self.clock = database, channels, clock
         self.mailbox: str | None = getattr(channels.get(EMAIL), "address", None)
-        if not secret:
-            log.warning("AGENCY_TOKEN_SECRET is not set: agency replies work until the next restart only")
-            secret = secrets.token_hex(32)
-        tokens = Tokens(secret, self.mailbox or "ioc@invalid.invalid")
-        self.loop = Loop(policy, texts, tokens, ioc_email or None)
+        self.loop = make_loop(policy, texts, secret, self.mailbox, ioc_email)
         self.bot = AgencyBot(self)
         self.agency_addresses = {a for ag in policy.agencies for a in (ag.focal_email.lower(), ag.head_email.lower())}
 

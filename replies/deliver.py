@@ -23,9 +23,12 @@ PUBLISHER = Actor("system:publish", SYSTEM)
 RATINGS = ("satisfied", "acceptable", "not_satisfied")
 
 
-async def publish(store: Store, loop: Loop, case: Reflection, now: datetime) -> Reflection:
-    """Approved → published: queue the result for every subscriber and await their rating."""
-    moved = await transition(store, case, "published", PUBLISHER, at=now, reason="result sent to the citizen",
+async def publish(store: Store, loop: Loop, case: Reflection, now: datetime,
+                  actor: Actor = PUBLISHER) -> Reflection:
+    """Approved → published: queue the result for every subscriber and await their rating.
+
+    `actor` is the staff member when the IOC publishes an approved result from the console."""
+    moved = await transition(store, case, "published", actor, at=now, reason="result sent to the citizen",
                              changes={"publishable": not case.confidential, "published_at": now})
     round_no = sum(1 for h in moved.history if h.to_status == "published")
     images = await _images(store, moved.result_attachments)

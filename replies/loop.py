@@ -7,6 +7,8 @@ sends twice.
 """
 from __future__ import annotations
 
+import logging
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
@@ -23,6 +25,7 @@ from replies.tokens import Tokens
 from store.models import Reflection
 from store.repos import Store
 
+log = logging.getLogger(__name__)
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 EMAIL = "email"
 KEYWORDS: dict[str, dict[str, list[str]]] = yaml.safe_load(
@@ -53,6 +56,15 @@ class Loop:
 
     def subject(self, kind: str, case: Reflection) -> str:
         return self.render("agency_subject", kind=kind, code=case.code, content=" ".join(case.content.split())[:60])
+
+
+def make_loop(policy: Policy, texts: Texts, secret: str, mailbox: str | None, ioc_email: str | None) -> Loop:
+    """The loop of one process: `AgencyLoop` (gateway) and the staff CLI build theirs here, so
+    reply addresses signed by either are valid for the gateway that reads the answers."""
+    if not secret:
+        log.warning("AGENCY_TOKEN_SECRET is not set: agency replies work until the next restart only")
+        secret = secrets.token_hex(32)
+    return Loop(policy, texts, Tokens(secret, mailbox or "ioc@invalid.invalid"), ioc_email or None)
 
 
 def local_time(at: datetime) -> str:

@@ -164,12 +164,13 @@ class Conversation(Record):
     id: str = Field(alias="_id")  # "<channel>:<sender>"
     channel: str
     sender: str
-    stage: str = "collecting"  # collecting | confirming | rating
+    stage: str = "collecting"  # collecting | confirming | rating | info
     language: str = "vi"
     draft: Draft = Draft()
     asking: str | None = None  # the field the last question asked for
     context: dict[str, str] = {}  # channel context to thread replies (e-mail subject, ids)
     rating_for: str | None = None
+    info_for: str | None = None  # the case whose /ask this citizen has not answered yet (cases.info_answer)
     updated_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime | None = None
     expiry_notified: bool = False

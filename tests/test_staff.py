@@ -73,9 +73,10 @@ async def scenario_whole_case(say: Say, gw: Gateway) -> None:
     assert "Sở Xây dựng" in await say("op", f"/route {r.code} transport so_xay_dung")
     assert "Đã chuyển" in await say("op", f"/chuyen {r.code}")
     assert "chờ lãnh đạo duyệt" in await say("officer", f"/result {r.code} Đã vá ổ gà ngày 25/11")
-    assert "Đã sửa kết quả" in await say("leader", f"/edit {r.code} Đã vá xong ổ gà trước số 12")
-    assert "Đã duyệt" in await say("leader", f"/duyet {r.code}")
-    assert "Đã công khai" in await say("op", f"/publish {r.code}")
+    assert "Đã trả lại" in await say("leader", f"/tralai {r.code} ghi rõ ngày hoàn thành")
+    assert "chờ lãnh đạo duyệt" in await say("officer", f"/ketqua {r.code} Ngày 25/11 đã vá ổ gà")
+    assert "Đã sửa và duyệt" in await say("leader", f"/edit {r.code} Đã vá xong ổ gà trước số 12")
+    assert "Không thể /approve" in await say("leader", f"/duyet {r.code}")  # already sent to the citizen
     assert "Đã đóng" in await say("op", f"/close {r.code}")
     assert "Đã mở lại" in await say("sup", f"/reopen {r.code} người dân báo ổ gà lại xuất hiện")
     done = await case(gw, r.code)
@@ -83,8 +84,9 @@ async def scenario_whole_case(say: Say, gw: Gateway) -> None:
     actors = [(h.actor, h.action, h.to_status) for h in done.history]
     assert ("staff:op", "transition", "classified") in actors
     assert ("staff:officer", "transition", "result_submitted") in actors
-    assert ("staff:leader", "result_edited", "result_submitted") in actors
+    assert ("staff:leader", "transition", "in_progress") in actors
     assert ("staff:leader", "transition", "approved") in actors
+    assert ("system:publish", "transition", "published") in actors
     assert ("staff:sup", "transition", "reopened") in actors
 
 
@@ -212,7 +214,8 @@ async def gw(database):
 def cli(gw: Gateway) -> Say:
     async def say(who: str, text: str) -> str:
         out = io.StringIO()
-        await run_cli(gw.database, gw.policy, ROSTER, who, [text], io.StringIO(), out, clock=gw.clock)
+        await run_cli(gw.database, gw.policy, ROSTER, gw.agency.loop, who, [text], io.StringIO(), out,
+                      clock=gw.clock)
         await gw.drain()
         return out.getvalue()
     return say
@@ -280,7 +283,8 @@ async def test_two_staff_changing_one_case_at_once_one_wins(gw: Gateway) -> None
             self.reflections.get = get  # type: ignore[method-assign]
 
     def run(member: str, request: Request) -> Awaitable[commands.Result]:
-        ctx = Context(ReadThenWait(), gw.policy, gw.texts, ROSTER.find(member), gw.clock())  # type: ignore[arg-type]
+        ctx = Context(ReadThenWait(), gw.policy, gw.texts, ROSTER.find(member), gw.clock(),  # type: ignore[arg-type]
+                      gw.agency.loop)
         return commands.execute(ctx, request)
 
     results = await asyncio.gather(
@@ -295,7 +299,8 @@ async def test_two_staff_changing_one_case_at_once_one_wins(gw: Gateway) -> None
 
 
 async def test_command_layer_and_repository_refuse_operator_values(gw: Gateway) -> None:
-    ctx = Context(Store(gw.database), gw.policy, gw.texts, ROSTER.find("op"), gw.clock())  # type: ignore[arg-type]
+    ctx = Context(Store(gw.database), gw.policy, gw.texts, ROSTER.find("op"), gw.clock(),  # type: ignore[arg-type]
+                  gw.agency.loop)
     result = await commands.execute(ctx, Request("queue", filters={"state": {"$gt": ""}}))  # type: ignore[dict-item]
     assert result.values["error"] == "bad_filter"
     with pytest.raises(UnsafeValue):
@@ -322,7 +327,7 @@ async def test_interactive_shell_runs_commands_until_exit(gw: Gateway) -> None:
     r = await file_case(gw)
     out = io.StringIO()
     stdin = io.StringIO(f"show {r.code}\n\nnote {r.code} gọi lại cho người dân\nexit\nshow {r.code}\n")
-    status = await run_cli(gw.database, gw.policy, ROSTER, "op", [], stdin, out, clock=gw.clock)
+    status = await run_cli(gw.database, gw.policy, ROSTER, gw.agency.loop, "op", [], stdin, out, clock=gw.clock)
     assert status == 0 and out.getvalue().count("IOC> ") == 4  # one prompt per line read, blank included
     assert f"Phản ánh {r.code}" in out.getvalue() and "Đã ghi chú" in out.getvalue()
 
