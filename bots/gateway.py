@@ -89,6 +89,8 @@ class Gateway:
             self.web = await serve(app, *self.web_address)
             log.info("web app on %s", self.web.url)
         if workers:
+            await self.pipeline.recover()
+            await self.outbox.recover()
             self._start_workers()
 
     def _start_workers(self) -> None:

@@ -26,11 +26,12 @@ from store.database import Database
 from store.media import MediaStore
 from store.models import InboundRecord
 from store.repos import Store, unit_of_work
+from store.retry import persist
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
-TRANSACTION_TRIES = 5  # a write conflict between workers' transactions is retried at once
+TRANSACTION_TRIES = 8  # a write conflict between workers' transactions is retried at once
 
 
 class Pipeline:
@@ -80,12 +81,19 @@ class Pipeline:
             self._busy.discard(record.sender)
         return True
 
+    async def recover(self) -> None:
+        """Called by the gateway at start: events a crashed run held are handled again, in
+        order, instead of after their lease (a sender's later events would overtake them)."""
+        if released := await Store(self.database).inbound.release_all():
+            log.warning("pipeline: %d event(s) were in hand when the last run stopped", released)
+
     async def _release(self, record: InboundRecord) -> None:
-        """Hand a failed event back at once; if the database is gone, its lease expires."""
+        """Hand a failed event back, retrying through a short outage while its sender stays
+        in hand (so its later events wait); after that, its lease expires instead."""
         try:
-            await Store(self.database).inbound.release(record.id)
+            await persist(lambda: Store(self.database).inbound.release(record.id))
         except PyMongoError:
-            pass
+            log.warning("event %s/%s left to its lease", record.channel, record.message_id)
 
     async def _handle(self, record: InboundRecord) -> None:
         channel = self.channels.get(record.channel)

@@ -19,6 +19,7 @@ from normalizer.messages import utcnow
 from store.database import Database
 from store.models import OutboxItem
 from store.repos import Store
+from store.retry import persist
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,17 @@ class OutboxWorker:
         except Exception as exc:  # noqa: BLE001 - network errors and channel bugs alike retry
             await self._retry(store, item, f"{type(exc).__name__}: {exc}", None)
         else:
-            await store.outbox.mark(item.id, "sent", platform_id=platform_id)
+            await self._mark_sent(store, item, platform_id)
+
+    async def _mark_sent(self, store: Store, item: OutboxItem, platform_id: str | None) -> None:
+        """The message is out: a database outage now must not make it go out twice, so the
+        mark is retried (~30 s) before the lease is left to expire (then it is resent)."""
+        await persist(lambda: store.outbox.mark(item.id, "sent", platform_id=platform_id))
+
+    async def recover(self) -> None:
+        """Called by the gateway at start: resend what a crashed run left half-sent."""
+        if released := await Store(self.database).outbox.release_all():
+            log.warning("outbox: %d message(s) were being sent when the last run stopped; sending again", released)
 
     async def _retry(self, store: Store, item: OutboxItem, error: str, after: float | None) -> None:
         if item.attempts >= self.max_attempts:

@@ -11,7 +11,8 @@ from datetime import datetime, timedelta
 from typing import Any, AsyncIterator, Sequence
 
 from bson import ObjectId
-from pymongo import ReturnDocument
+from pymongo import ReturnDocument, WriteConcern
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
 
@@ -20,6 +21,14 @@ from store.database import Database
 from store.models import (AuditEntry, Citizen, Conversation, DuplicateCandidate, HistoryEntry,
                           Identity, InboundRecord, OutboxItem, Reflection, Subscriber)
 from store.safe import plain, safe_key
+
+
+JOURNALED = WriteConcern(j=True)
+
+
+def _journaled(collection: AsyncCollection, session: AsyncClientSession | None) -> AsyncCollection:
+    """The collection with a journaled write concern, unless a transaction sets its own."""
+    return collection if session is not None else collection.with_options(write_concern=JOURNALED)
 
 
 class _Repo:
@@ -34,8 +43,8 @@ class InboundRepo(_Repo):
     async def record(self, channel: str, message_id: str, sender: str, payload: dict[str, Any]) -> bool:
         doc = {"channel": plain(channel), "message_id": plain(message_id), "sender": plain(sender),
                "payload": payload, "status": "pending", "attempts": 0, "received_at": utcnow()}
-        try:
-            await self.db.inbound.insert_one(doc, session=self.s)
+        try:  # journaled: the platform hears 200 only for what survives a server crash
+            await _journaled(self.db.inbound, self.s).insert_one(doc, session=self.s)
         except DuplicateKeyError:
             return False
         return True
@@ -53,6 +62,13 @@ class InboundRepo(_Repo):
             {"$set": {"status": "processing", "lease_until": now + lease}, "$inc": {"attempts": 1}},
             sort=[("received_at", 1)], return_document=ReturnDocument.AFTER, session=self.s)
         return InboundRecord.model_validate(doc) if doc else None
+
+    async def release_all(self) -> int:
+        """At start: hand back what a previous (crashed) gateway held; one gateway per database."""
+        result = await self.db.inbound.update_many({"status": "processing"},
+                                                   {"$set": {"status": "pending"}, "$unset": {"lease_until": ""}},
+                                                   session=self.s)
+        return result.modified_count
 
     async def release(self, record_id: ObjectId) -> None:
         """Give a claimed event back (its transaction failed) without waiting for the lease."""
@@ -95,6 +111,13 @@ class OutboxRepo(_Repo):
             sort=[("next_attempt_at", 1)], return_document=ReturnDocument.AFTER, session=self.s)
         return OutboxItem.model_validate(doc) if doc else None
 
+    async def release_all(self) -> int:
+        """At start: items a crashed gateway was sending go out again now (at-least-once)."""
+        result = await self.db.outbox.update_many(
+            {"status": "sending"}, {"$set": {"status": "pending", "next_attempt_at": utcnow()},
+                                   "$unset": {"lease_until": ""}}, session=self.s)
+        return result.modified_count
+
     async def mark(self, key: str, status: str, *, error: str | None = None,
                    retry_at: datetime | None = None, platform_id: str | None = None) -> None:
         fields: dict[str, Any] = {"status": status, "last_error": error}
@@ -102,8 +125,8 @@ class OutboxRepo(_Repo):
             fields["next_attempt_at"] = retry_at
         if status == "sent":
             fields.update(sent_at=utcnow(), platform_message_id=platform_id)
-        await self.db.outbox.update_one({"_id": key}, {"$set": fields, "$unset": {"lease_until": ""}},
-                                        session=self.s)
+        await _journaled(self.db.outbox, self.s).update_one(  # a lost "sent" would send twice
+            {"_id": key}, {"$set": fields, "$unset": {"lease_until": ""}}, session=self.s)
 
     async def list(self, **filters: str) -> list[OutboxItem]:
         cursor = self.db.outbox.find({k: plain(v) for k, v in filters.items()}, session=self.s)
@@ -343,5 +366,5 @@ class Store:
 async def unit_of_work(database: Database) -> AsyncIterator[Store]:
     """A `Store` whose writes commit together or not at all."""
     async with database.client.start_session() as session:
-        async with await session.start_transaction():
+        async with await session.start_transaction(write_concern=JOURNALED):  # durable before sent
             yield Store(database, session)
