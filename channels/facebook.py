@@ -123,6 +123,7 @@ class FacebookChannel:
             for item in entry.get("messaging") or []:
                 event_id = _event_id(item)
                 if event_id is not None:
+                    _time(item)  # checked here: a bad timestamp is a 400 before anything is stored
                     events.append((event_id, str(item["sender"]["id"]), item))
         return events
 

@@ -21,6 +21,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
+import bson
 import uvicorn
 from pymongo.errors import PyMongoError
 from starlette.applications import Starlette
@@ -58,8 +59,8 @@ class WebhookRoute:
     """A platform webhook as a channel describes it.
 
     `verify(headers, raw_body)` raises `WebhookRejected` or returns None;
-    `events(json_payload)` lists the events in one delivery (KeyError/TypeError/ValueError
-    mean a malformed payload → 400); `sink` stores each one before we answer 200.
+    `events(json_payload)` lists the events in one delivery (KeyError/TypeError/ValueError/
+    AttributeError mean a malformed payload → 400); `sink` stores each one before we answer 200.
     """
 
     path: str
@@ -82,8 +83,8 @@ class WebhookRoute:
             log.warning("webhook %s rejected: %s", self.path, exc)
             return _error(exc.status, "forbidden" if exc.status == 403 else "unauthorized")
         try:
-            events = self.events(json.loads(body))
-        except (ValueError, KeyError, TypeError) as exc:
+            events = _storable(self.events(json.loads(body)))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:  # e.g. a list where a dict was due
             log.warning("webhook %s: malformed payload (%s)", self.path, exc)
             return _error(400, "malformed payload")
         return await self._store(events)
@@ -100,6 +101,17 @@ class WebhookRoute:
             log.exception("webhook %s: unexpected error while storing", self.path)
             return _error(500, "internal error")
         return JSONResponse({"ok": True, "received": len(events), "new": stored})
+
+
+def _storable(events: list[Event]) -> list[Event]:
+    """ValueError (→ 400) for a payload the database cannot hold (an integer over 64 bits):
+    refused before anything is stored, instead of failing every redelivery forever."""
+    for _, _, payload in events:
+        try:
+            bson.encode(payload)
+        except (bson.errors.InvalidDocument, OverflowError) as exc:
+            raise ValueError(f"payload cannot be stored: {exc}") from None
+    return events
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
