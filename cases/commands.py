@@ -23,6 +23,7 @@ from cases.policy import Policy
 from cases.routing import route
 from cases.staff_roles import ROLES, Member, can_open
 from normalizer.messages import Outbound
+from replies.forward import forward_case
 from replies.loop import Loop
 from store.models import AuditEntry, HistoryEntry, Reflection
 from store.repos import Store
@@ -180,9 +181,11 @@ async def route_case(ctx: Context, req: Request) -> Result:
 @command("forward", IOC)
 async def forward(ctx: Context, req: Request) -> Result:
     r = await load_case(ctx, req.code)
-    if r.agency is None:
+    agency = ctx.loop.agency(r)
+    if agency is None:
         raise Refusal("no_agency")
-    return done(req, await move(ctx, r, "forwarded"), agency=ctx.policy.agency(r.agency).name)
+    r = await step(ctx, r, "forwarded", lambda: forward_case(ctx.store, ctx.loop, r, agency, ctx.now, ctx.member.actor))
+    return done(req, r, agency=agency.name)
 
 
 @command("reject", IOC)

@@ -24,6 +24,9 @@ from tests.test_staff import (STAFF_CHAT, TELEGRAM_IDS, UNCLEAR, Say, case, file
                               scenario_malformed, scenario_personal_data, scenario_queue_filters_and_pages,
                               scenario_refusals, scenario_reject_tells_the_citizen, scenario_request_info_once,
                               scenario_stats, scenario_whole_case, staff_gateway)
+from tests.test_staff_loop import (scenario_answer_to_ask_is_attached, scenario_approve_delivers_the_result,
+                                   scenario_duplicates_confirmed_and_split, scenario_edit_and_approve,
+                                   scenario_return_to_ioc, scenario_roles_are_refused)
 
 STRANGER = 5550000001
 _ids = itertools.count(1)
@@ -91,6 +94,14 @@ def group(fake: FakeTelegramAPI, gw: Gateway) -> Say:
     scenario_hide_duplicate_note, scenario_queue_filters_and_pages, scenario_refusals, scenario_malformed,
     scenario_stats])
 async def test_each_command_in_the_staff_group(group: Say, gw: Gateway, scenario: Callable[..., Any]) -> None:
+    await scenario(group, gw)
+
+
+@pytest.mark.parametrize("scenario", [
+    scenario_approve_delivers_the_result, scenario_edit_and_approve, scenario_return_to_ioc,
+    scenario_duplicates_confirmed_and_split, scenario_answer_to_ask_is_attached, scenario_roles_are_refused])
+async def test_each_agency_loop_command_in_the_staff_group(group: Say, gw: Gateway,
+                                                          scenario: Callable[..., Any]) -> None:
     await scenario(group, gw)
 
 
