@@ -104,7 +104,10 @@ class Pipeline:
         if inbound is None:
             await self._skip(channel, record)
             return
-        inbound = await resolve_media(inbound, channel.fetch_media, self.media, self.media_limits)
+        if inbound.media:  # the photo limit is per report, not per message
+            conv = await Store(self.database).conversations.get(inbound.channel, inbound.sender)
+            already = len(conv.draft.photos) if conv else 0
+            inbound = await resolve_media(inbound, channel.fetch_media, self.media, self.media_limits, already)
         for attempt in range(1, TRANSACTION_TRIES + 1):
             try:
                 deliveries = await self._transaction(record, inbound)

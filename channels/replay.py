@@ -48,8 +48,9 @@ class ReplayChannel:
         return inbound
 
     async def fetch_media(self, media: MediaRef) -> bytes:
-        path = (self.base_dir / media.ref).resolve()
-        return path.read_bytes() if path.is_file() else b""
+        path = (self.base_dir / media.ref).resolve()  # a transcript's name never leaves base_dir
+        inside = path.is_relative_to(self.base_dir.resolve())
+        return path.read_bytes() if inside and path.is_file() else b""
 
     async def send(self, address: str, message: Outbound) -> str | None:
         self.sent.append((address, message))

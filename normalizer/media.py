@@ -69,11 +69,13 @@ def _dms(values: tuple[float, float, float], ref: str) -> float:
     return -deg if ref in ("S", "W") else deg
 
 
-async def resolve_media(inbound: Inbound, fetch, store: MediaStore, limits: MediaLimits) -> Inbound:
-    """Fetch each `MediaRef` through the channel, keep the real images, note the rest."""
+async def resolve_media(inbound: Inbound, fetch, store: MediaStore, limits: MediaLimits,
+                        already: int = 0) -> Inbound:
+    """Fetch each `MediaRef` through the channel, keep the real images, note the rest;
+    `already` photos are in the report being written (the pipeline counts them)."""
     photos, rejected = list(inbound.photos), list(inbound.rejected_media)
     for ref in inbound.media:
-        if len(photos) >= limits.max_count:
+        if already + len(photos) >= limits.max_count:
             rejected.append("too_many")
             continue
         if ref.size is not None and ref.size > limits.max_bytes:
