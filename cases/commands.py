@@ -5,9 +5,9 @@ both render the returned `Result` with the same templates, so neither front end 
 business rules. Every change of a case goes through `cases.lifecycle` (transition, note,
 set_hidden), a version-checked `ReflectionRepo.amend`, or the functions the e-mail path
 uses (`cases.staff_loop`: results, approval, publication, return, duplicates), so the staff
-member's identity lands in the case's history and two staff acting at once cannot both win. Messages to the citizen
-(refusal with guidance, request for information) are queued in the outbox under keys derived
-from the case, so a retried command never sends them twice.
+member's identity lands in the case's history and two staff acting at once cannot both win.
+Messages to the citizen (refusal with guidance, request for information) are queued in the
+outbox under keys derived from the case, so a retried command never sends them twice.
 """
 from __future__ import annotations
 
@@ -184,7 +184,8 @@ async def forward(ctx: Context, req: Request) -> Result:
     agency = ctx.loop.agency(r)
     if agency is None:
         raise Refusal("no_agency")
-    r = await step(ctx, r, "forwarded", lambda: forward_case(ctx.store, ctx.loop, r, agency, ctx.now, ctx.member.actor))
+    r = await step(ctx, r, "forwarded", lambda: forward_case(ctx.store, ctx.loop, r, agency, ctx.now,
+                                                             ctx.member.actor))
     return done(req, r, agency=agency.name)
 
 
