@@ -48,6 +48,7 @@ class Pipeline:
         self.on_queued: Callable[[], None] = lambda: None  # the gateway wakes the outbox here
         self._claiming = asyncio.Lock()
         self._busy: set[str] = set()  # senders with an event in hand: one at a time each
+        self._held: set[str] = set()  # senders whose event a crashed run held (see recover)
 
     def sink(self, channel: str) -> EventSink:
         async def store_event(message_id: str, sender: str, payload: dict[str, Any]) -> bool:
@@ -64,7 +65,8 @@ class Pipeline:
         senders whose earlier event is still in hand, so each sender's events are handled
         in order while different senders' events overlap their database round trips."""
         async with self._claiming:
-            record = await Store(self.database).inbound.claim(exclude_senders=sorted(self._busy))
+            record = await Store(self.database).inbound.claim(exclude_senders=sorted(self._busy),
+                                                              hold_senders=sorted(self._held))
             if record is None:
                 return False
             self._busy.add(record.sender)
@@ -79,13 +81,15 @@ class Pipeline:
             await Store(self.database).inbound.finish(record.id, status, f"{type(exc).__name__}: {exc}"[:300])
         finally:
             self._busy.discard(record.sender)
+            self._held.discard(record.sender)  # its held event was the only one it could get
         return True
 
     async def recover(self) -> None:
-        """Called by the gateway at start: events a crashed run held are handled again, in
-        order, instead of after their lease (a sender's later events would overtake them)."""
-        if released := await Store(self.database).inbound.release_all():
-            log.warning("pipeline: %d event(s) were in hand when the last run stopped", released)
+        """Called by the gateway at start: senders whose event a crashed run held wait until
+        that event is claimed again (after its lease), so their later events keep their order."""
+        self._held = set(await Store(self.database).inbound.in_hand())
+        if self._held:
+            log.warning("pipeline: %d sender(s) had an event in hand when the last run stopped", len(self._held))
 
     async def _release(self, record: InboundRecord) -> None:
         """Hand a failed event back, retrying through a short outage while its sender stays
@@ -100,7 +104,12 @@ class Pipeline:
         if channel is None:
             await Store(self.database).inbound.finish(record.id, "failed", "channel not enabled")
             return
-        inbound = channel.parse(record.message_id, record.sender, record.payload)
+        try:
+            inbound = channel.parse(record.message_id, record.sender, record.payload)
+        except Exception as exc:  # noqa: BLE001 - parse is pure: retrying the same payload cannot help
+            log.exception("event %s/%s cannot be parsed", record.channel, record.message_id)
+            await Store(self.database).inbound.finish(record.id, "failed", f"unparseable: {exc!r}"[:300])
+            return
         if inbound is None:
             await self._skip(channel, record)
             return

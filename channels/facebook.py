@@ -123,8 +123,10 @@ class FacebookChannel:
             for item in entry.get("messaging") or []:
                 event_id = _event_id(item)
                 if event_id is not None:
-                    _time(item)  # checked here: a bad timestamp is a 400 before anything is stored
-                    events.append((event_id, str(item["sender"]["id"]), item))
+                    event = (event_id, str(item["sender"]["id"]), item)
+                    self.parse(*event)  # checked here: what parse cannot read is a 400, stored never
+                    _time(item)
+                    events.append(event)
         return events
 
     async def _receive(self, message_id: str, sender: str, payload: dict[str, Any]) -> bool:

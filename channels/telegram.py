@@ -33,7 +33,7 @@ from telegram.error import (BadRequest, ChatMigrated, Conflict, Forbidden, Inval
 from channels.base import EventSink, PermanentFailure, RetryLater, Unreachable
 from channels.webapp import NotReady, WebhookRejected, WebhookRoute
 from normalizer.media import MediaRejected
-from normalizer.messages import Contact, GeoPoint, Inbound, MediaRef, Outbound
+from normalizer.messages import Contact, GeoPoint, Inbound, MediaRef, Outbound, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ class TelegramChannel:
         user = msg.from_user
         return Inbound(
             channel=self.name, sender=str(msg.chat.id), message_id=message_id,
-            received_at=msg.date, text=msg.text or msg.caption or "", media=_media(msg),
+            received_at=msg.date or utcnow(), text=msg.text or msg.caption or "", media=_media(msg),
             location=GeoPoint(lat=msg.location.latitude, lon=msg.location.longitude)
             if msg.location else None,
             contact=_own_contact(msg.contact, user), profile_name=_name(user),

@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
 from channels.base import EventSink
+from store.safe import plain
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +105,10 @@ class WebhookRoute:
 
 
 def _storable(events: list[Event]) -> list[Event]:
-    """ValueError (→ 400) for a payload the database cannot hold (an integer over 64 bits):
-    refused before anything is stored, instead of failing every redelivery forever."""
-    for _, _, payload in events:
+    """ValueError (→ 400) for an event the database cannot hold (an integer over 64 bits, an
+    id with a NUL): refused before anything is stored, instead of failing every redelivery."""
+    for message_id, sender, payload in events:
+        plain(message_id), plain(sender)  # UnsafeValue is a ValueError
         try:
             bson.encode(payload)
         except (bson.errors.InvalidDocument, OverflowError) as exc:

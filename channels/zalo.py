@@ -121,7 +121,9 @@ class ZaloChannel:
             raise ValueError("not a Zalo OA event")
         name = payload["event_name"]
         if name.startswith("user_send_"):
-            return [(str(payload["message"]["msg_id"]), str(payload["sender"]["id"]), payload)]
+            event = (str(payload["message"]["msg_id"]), str(payload["sender"]["id"]), payload)
+            self.parse(*event)  # a shape parse cannot read is a 400 now, not a failure later
+            return [event]
         if name in ("follow", "unfollow"):
             follower = str(payload["follower"]["id"])
             return [(f"{name}:{follower}:{payload['timestamp']}", follower, payload)]

@@ -49,26 +49,28 @@ class InboundRepo(_Repo):
             return False
         return True
 
-    async def claim(self, lease: timedelta = timedelta(seconds=60),
-                    exclude_senders: Sequence[str] = ()) -> InboundRecord | None:
-        """The oldest event ready to handle, leased; `exclude_senders` are already in hand."""
+    async def claim(self, lease: timedelta = timedelta(seconds=60), exclude_senders: Sequence[str] = (),
+                    hold_senders: Sequence[str] = ()) -> InboundRecord | None:
+        """The oldest event ready to handle, leased. `exclude_senders` are in hand here;
+        `hold_senders` had an event in hand when a previous run died: only that event (once
+        its lease expires) may be claimed for them, so their later events do not overtake it."""
         now = utcnow()
-        ready: dict[str, Any] = {"$or": [{"status": "pending"},
-                                         {"status": "processing", "lease_until": {"$lt": now}}]}
+        pending: dict[str, Any] = {"status": "pending"}
+        expired: dict[str, Any] = {"status": "processing", "lease_until": {"$lt": now}}
+        if exclude_senders or hold_senders:
+            pending["sender"] = {"$nin": [plain(s) for s in (*exclude_senders, *hold_senders)]}
         if exclude_senders:
-            ready["sender"] = {"$nin": [plain(s) for s in exclude_senders]}
+            expired["sender"] = {"$nin": [plain(s) for s in exclude_senders]}
         doc = await self.db.inbound.find_one_and_update(
-            ready,
+            {"$or": [pending, expired]},
             {"$set": {"status": "processing", "lease_until": now + lease}, "$inc": {"attempts": 1}},
             sort=[("received_at", 1)], return_document=ReturnDocument.AFTER, session=self.s)
         return InboundRecord.model_validate(doc) if doc else None
 
-    async def release_all(self) -> int:
-        """At start: hand back what a previous (crashed) gateway held; one gateway per database."""
-        result = await self.db.inbound.update_many({"status": "processing"},
-                                                   {"$set": {"status": "pending"}, "$unset": {"lease_until": ""}},
-                                                   session=self.s)
-        return result.modified_count
+    async def in_hand(self) -> list[str]:
+        """Senders with an event being processed (read only: a dead run's transaction may
+        still hold those documents until the server expires it)."""
+        return await self.db.inbound.distinct("sender", {"status": "processing"}, session=self.s)
 
     async def release(self, record_id: ObjectId) -> None:
         """Give a claimed event back (its transaction failed) without waiting for the lease."""

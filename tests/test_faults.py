@@ -89,7 +89,7 @@ async def post_round(url: str, updates: list[dict[str, Any]]) -> list[int]:
         return list(await asyncio.gather(*(one(u) for u in updates)))
 
 
-async def settled(uri: str, database: str, seconds: float = 120.0) -> dict[str, Any]:
+async def settled(uri: str, database: str, seconds: float = 300.0) -> dict[str, Any]:
     """Wait (bounded) until nothing is pending, then what the gateway stored and queued."""
     client: AsyncMongoClient = AsyncMongoClient(uri)
     db = client[database]

@@ -31,7 +31,7 @@ from normalizer.understand import understand
 from store.database import Database
 from store.media import MediaStore
 
-FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
 keys = st.text(max_size=12) | st.sampled_from(["$gt", "$where", "a.b", "_id"])
 json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4)
