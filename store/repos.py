@@ -61,10 +61,11 @@ class InboundRepo(_Repo):
             pending["sender"] = {"$nin": [plain(s) for s in (*exclude_senders, *hold_senders)]}
         if exclude_senders:
             expired["sender"] = {"$nin": [plain(s) for s in exclude_senders]}
-        doc = await self.db.inbound.find_one_and_update(
-            {"$or": [pending, expired]},
-            {"$set": {"status": "processing", "lease_until": now + lease}, "$inc": {"attempts": 1}},
-            sort=[("received_at", 1)], return_document=ReturnDocument.AFTER, session=self.s)
+        take = {"$set": {"status": "processing", "lease_until": now + lease}, "$inc": {"attempts": 1}}
+        doc = None
+        for ready in (expired, pending):  # two indexed queries: an $or scanned the whole collection
+            doc = doc or await self.db.inbound.find_one_and_update(
+                ready, take, sort=[("received_at", 1)], return_document=ReturnDocument.AFTER, session=self.s)
         return InboundRecord.model_validate(doc) if doc else None
 
     async def in_hand(self) -> list[str]:
@@ -103,14 +104,13 @@ class OutboxRepo(_Repo):
                     exclude_addresses: Sequence[str] = ()) -> OutboxItem | None:
         """The next item due, leased; `exclude_addresses` are being sent to already."""
         now = utcnow()
-        due: dict[str, Any] = {"$or": [{"status": "pending", "next_attempt_at": {"$lte": now}},
-                                       {"status": "sending", "lease_until": {"$lt": now}}]}
-        if exclude_addresses:
-            due["address"] = {"$nin": [plain(a) for a in exclude_addresses]}
-        doc = await self.db.outbox.find_one_and_update(
-            due,
-            {"$set": {"status": "sending", "lease_until": now + lease}, "$inc": {"attempts": 1}},
-            sort=[("next_attempt_at", 1)], return_document=ReturnDocument.AFTER, session=self.s)
+        others = {"address": {"$nin": [plain(a) for a in exclude_addresses]}} if exclude_addresses else {}
+        take = {"$set": {"status": "sending", "lease_until": now + lease}, "$inc": {"attempts": 1}}
+        doc = None
+        for due in ({"status": "sending", "lease_until": {"$lt": now}, **others},  # indexed, not an $or
+                    {"status": "pending", "next_attempt_at": {"$lte": now}, **others}):
+            doc = doc or await self.db.outbox.find_one_and_update(
+                due, take, sort=[("next_attempt_at", 1)], return_document=ReturnDocument.AFTER, session=self.s)
         return OutboxItem.model_validate(doc) if doc else None
 
     async def release_all(self) -> int:
