@@ -31,6 +31,19 @@ def _journaled(collection: AsyncCollection, session: AsyncClientSession | None) 
     return collection if session is not None else collection.with_options(write_concern=JOURNALED)
 
 
+async def _claim_oldest(collection: AsyncCollection, ready: dict[str, Any], order: str, owner: str,
+                        skip: set[str], take: dict[str, Any], session: AsyncClientSession | None) -> Any:
+    """Lease the oldest `ready` document whose `owner` is not in `skip`: the candidates are
+    read by index, then one is taken by _id if still ready. (A negated filter such as $nin,
+    or an $or, made the embedded server scan the whole collection on every claim.)"""
+    candidates = collection.find(ready, {owner: 1}, sort=[(order, 1)], limit=len(skip) + 20, session=session)
+    async for doc in candidates:
+        if doc.get(owner) not in skip:
+            return await collection.find_one_and_update({"_id": doc["_id"], **ready}, take,
+                                                        return_document=ReturnDocument.AFTER, session=session)
+    return None
+
+
 class _Repo:
     def __init__(self, database: Database, session: AsyncClientSession | None) -> None:
         self.db = database.db
@@ -55,17 +68,11 @@ class InboundRepo(_Repo):
         `hold_senders` had an event in hand when a previous run died: only that event (once
         its lease expires) may be claimed for them, so their later events do not overtake it."""
         now = utcnow()
-        pending: dict[str, Any] = {"status": "pending"}
-        expired: dict[str, Any] = {"status": "processing", "lease_until": {"$lt": now}}
-        if exclude_senders or hold_senders:
-            pending["sender"] = {"$nin": [plain(s) for s in (*exclude_senders, *hold_senders)]}
-        if exclude_senders:
-            expired["sender"] = {"$nin": [plain(s) for s in exclude_senders]}
         take = {"$set": {"status": "processing", "lease_until": now + lease}, "$inc": {"attempts": 1}}
-        doc = None
-        for ready in (expired, pending):  # two indexed queries: an $or scanned the whole collection
-            doc = doc or await self.db.inbound.find_one_and_update(
-                ready, take, sort=[("received_at", 1)], return_document=ReturnDocument.AFTER, session=self.s)
+        doc = await _claim_oldest(self.db.inbound, {"status": "processing", "lease_until": {"$lt": now}},
+                                  "received_at", "sender", set(exclude_senders), take, self.s)
+        doc = doc or await _claim_oldest(self.db.inbound, {"status": "pending"}, "received_at", "sender",
+                                         {*exclude_senders, *hold_senders}, take, self.s)
         return InboundRecord.model_validate(doc) if doc else None
 
     async def in_hand(self) -> list[str]:
@@ -104,13 +111,12 @@ class OutboxRepo(_Repo):
                     exclude_addresses: Sequence[str] = ()) -> OutboxItem | None:
         """The next item due, leased; `exclude_addresses` are being sent to already."""
         now = utcnow()
-        others = {"address": {"$nin": [plain(a) for a in exclude_addresses]}} if exclude_addresses else {}
         take = {"$set": {"status": "sending", "lease_until": now + lease}, "$inc": {"attempts": 1}}
-        doc = None
-        for due in ({"status": "sending", "lease_until": {"$lt": now}, **others},  # indexed, not an $or
-                    {"status": "pending", "next_attempt_at": {"$lte": now}, **others}):
-            doc = doc or await self.db.outbox.find_one_and_update(
-                due, take, sort=[("next_attempt_at", 1)], return_document=ReturnDocument.AFTER, session=self.s)
+        busy = set(exclude_addresses)
+        doc = await _claim_oldest(self.db.outbox, {"status": "sending", "lease_until": {"$lt": now}},
+                                  "next_attempt_at", "address", busy, take, self.s)
+        doc = doc or await _claim_oldest(self.db.outbox, {"status": "pending", "next_attempt_at": {"$lte": now}},
+                                         "next_attempt_at", "address", busy, take, self.s)
         return OutboxItem.model_validate(doc) if doc else None
 
     async def release_all(self) -> int:
