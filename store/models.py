@@ -90,6 +90,9 @@ class Reflection(Record):
     result_attachments: list[str] = []  # GridFS ids of files the agency attached
     result_agency: str | None = None
     rating: str | None = None  # satisfied | acceptable | not_satisfied
+    publishable: bool = False  # set when the result is published: never for confidential cases
+    published_at: datetime | None = None
+    extension_until: str | None = None  # ISO date an agency asked for ("need more time until…")
     entered_at: dict[str, datetime] = {}
     subscribers: list[Subscriber] = []
     deadlines: dict[str, datetime] = {}
