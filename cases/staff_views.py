@@ -151,7 +151,8 @@ def _period_start(now: datetime, period: str) -> datetime:
 # ---- alerts pushed to the staff chat ---------------------------------------------------
 async def staff_alerts(store: Store, policy: Policy, now: datetime, *, texts: Texts,
                        chat: tuple[str, str]) -> list[Delivery]:
-    """New urgent and newly late open cases, each pushed once to the staff `chat`.
+    """New urgent and newly late open cases, and messages the outbox gave up on, each pushed
+    once to the staff `chat`.
 
     Called by the gateway's scheduler inside a unit of work: each alert is a history entry on
     the case (so it is never pushed twice) and an outbox item under `staff-alert:<code>:<kind>`.
@@ -164,4 +165,12 @@ async def staff_alerts(store: Store, policy: Policy, now: datetime, *, texts: Te
             await note(store, r, actor, f"staff_alert_{flag}", f"{chat[0]}:{chat[1]}")
             await store.outbox.enqueue(f"staff-alert:{r.code}:{flag}", chat[0], chat[1], message)
             out.append(Delivery(chat[0], chat[1], message))
+    for item in await store.outbox.take_undelivered():
+        if item.id.startswith("staff-"):
+            continue  # a staff notice that failed must not raise another one (no loop)
+        text = texts.render("staff_undelivered", "vi", channel=item.channel, address=item.address,
+                            error=item.last_error, snippet=item.message.text[:200])
+        message = Outbound(text=text, kind="notice")
+        await store.outbox.enqueue(f"staff-undelivered:{item.id}", chat[0], chat[1], message)
+        out.append(Delivery(chat[0], chat[1], message))
     return out

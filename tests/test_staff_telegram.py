@@ -161,3 +161,17 @@ async def test_new_urgent_cases_are_pushed_to_the_staff_group(fake: FakeTelegram
     alerts = [c.params["text"] for c in fake.calls_to("sendMessage") if c.params["chat_id"] == STAFF_CHAT]
     assert len(alerts) == 1 and r.code in alerts[0] and f"/show {r.code}" in alerts[0]
 
+
+
+async def test_a_message_given_up_on_is_shown_to_staff_once(fake: FakeTelegramAPI, gw: Gateway) -> None:
+    citizen = 777001
+    fake.fail("sendMessage", 403, "Forbidden: bot was blocked by the user")
+    await deliver(fake, gw, message(citizen, "xin chào", citizen), citizen)
+    statuses = [i.status for i in await Store(gw.database).outbox.list() if i.address == str(citizen)]
+    assert statuses.count("unreachable") == 1
+    await gw.tick()
+    await gw.tick()
+    await gw.drain()
+    notices = [c.params["text"] for c in fake.calls_to("sendMessage")
+               if c.params["chat_id"] == STAFF_CHAT and "Không gửi được" in c.params["text"]]
+    assert len(notices) == 1 and str(citizen) in notices[0] and "blocked" in notices[0]
