@@ -11,13 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pymongo import ReturnDocument
-
 from cases.deadlines import on_transition
 from normalizer.messages import utcnow
-from store.models import Reflection
+from store.models import HistoryEntry, Reflection
 from store.repos import Store
-from store.safe import plain
 
 SYSTEM, CITIZEN, OPERATOR, SUPERVISOR, OFFICER, LEADER = (
     "system", "citizen", "ioc_operator", "ioc_supervisor", "agency_officer", "agency_leader")
@@ -74,8 +71,8 @@ async def transition(store: Store, reflection: Reflection, to_status: str, actor
         raise TransitionError(f"{actor.role} may not move {reflection.code} "
                               f"from {reflection.status} to {to_status}")
     now = at or utcnow()
-    entry = {"actor": actor.id, "role": actor.role, "action": "transition",
-             "from_status": reflection.status, "to_status": to_status, "reason": reason, "at": now}
+    entry = HistoryEntry(actor=actor.id, role=actor.role, action="transition",
+                         from_status=reflection.status, to_status=to_status, reason=reason, at=now)
     sets = {"status": to_status, "updated_at": now, f"entered_at.{to_status}": now,
             **on_transition(reflection.status, to_status, now), **(changes or {})}  # SLA clock
     return await _apply(store, reflection, sets, entry)
@@ -88,24 +85,21 @@ async def set_hidden(store: Store, reflection: Reflection, hidden: bool, actor: 
         raise TransitionError(f"{actor.role} may not hide or unhide a case")
     if reflection.hidden == hidden:
         raise TransitionError(f"{reflection.code} is already {'hidden' if hidden else 'visible'}")
-    entry = {"actor": actor.id, "role": actor.role, "action": "hide" if hidden else "unhide",
-             "from_status": reflection.status, "to_status": reflection.status, "reason": reason,
-             "at": utcnow()}
+    entry = HistoryEntry(actor=actor.id, role=actor.role, action="hide" if hidden else "unhide",
+                         from_status=reflection.status, to_status=reflection.status, reason=reason, at=utcnow())
     return await _apply(store, reflection, {"hidden": hidden, "hidden_reason": reason if hidden else None}, entry)
 
 
-async def _apply(store: Store, reflection: Reflection, sets: dict[str, Any], entry: dict[str, Any]) -> Reflection:
-    doc = await store.database.db.reflections.find_one_and_update(
-        {"code": plain(reflection.code), "version": reflection.version, "status": reflection.status},
-        {"$set": sets, "$inc": {"version": 1}, "$push": {"history": entry}},
-        return_document=ReturnDocument.AFTER, session=store.reflections.s)
-    if doc is None:
+async def _apply(store: Store, reflection: Reflection, sets: dict[str, Any], entry: HistoryEntry) -> Reflection:
+    """Write `sets` and `entry` if the case is still the version and state the caller read."""
+    moved = await store.reflections.apply_change(reflection.code, reflection.version, reflection.status,
+                                                 sets, entry)
+    if moved is None:
         raise TransitionError(f"{reflection.code} was changed by someone else; reload and retry")
-    return Reflection.model_validate(doc)
+    return moved
 
 
 async def note(store: Store, reflection: Reflection, actor: Actor, action: str, text: str) -> None:
     """An audit entry that changes no state (internal note, reminder sent…)."""
-    entry = {"actor": actor.id, "role": actor.role, "action": action, "reason": text, "at": utcnow()}
-    await store.database.db.reflections.update_one(
-        {"code": plain(reflection.code)}, {"$push": {"history": entry}}, session=store.reflections.s)
+    entry = HistoryEntry(actor=actor.id, role=actor.role, action=action, reason=text, at=utcnow())
+    await store.reflections.push_history(reflection.code, entry)

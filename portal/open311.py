@@ -126,9 +126,8 @@ async def _post(ctx: PortalContext, request: Request) -> list[dict[str, Any]]:
         subscribers = [Subscriber(channel="email", address=draft.email).model_dump()] if draft.email else []
         await store.reflections.annotate(reflection.code, subscribers=subscribers,
                                          requested_service_code=raw["service_code"])
-        record = await store.database.db.inbound.find_one({"channel": "open311", "message_id": message_id},
-                                                          session=store.inbound.s)
-        await store.inbound.finish(record["_id"], "done")
+        record = await store.inbound.get("open311", message_id)
+        await store.inbound.finish(record.id, "done")
     return [{"service_request_id": reflection.code, "service_notice":
              TEXTS["service_notice"].format(code=reflection.code), "account_id": None}]
 

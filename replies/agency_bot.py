@@ -149,9 +149,8 @@ def _own_words(inbound: Inbound) -> str:
 
 async def _documents(store: Store, inbound: Inbound) -> list[str]:
     """Non-image attachments (the agency's official letters), kept from the stored raw mail."""
-    record = await store.database.db.inbound.find_one(
-        {"channel": inbound.channel, "message_id": inbound.message_id}, session=store.inbound.s)
-    msg = email_parse.load(record["payload"]) if record else None
+    record = await store.inbound.get(inbound.channel, inbound.message_id)
+    msg = email_parse.load(record.payload) if record else None
     if msg is None:
         return []
     media, kept = MediaStore(store.database), []

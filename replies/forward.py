@@ -25,7 +25,7 @@ ACTOR = Actor("system:forward", SYSTEM)
 async def forward_pending(store: Store, loop: Loop, now: datetime, limit: int = 50) -> int:
     """Forward every case ready for its agency; returns how many left."""
     sent = 0
-    for case in await _ready(store, limit):
+    for case in await store.reflections.ready_to_forward(READY, limit):
         agency = loop.agency(case)
         if agency is None:
             log.warning("%s: agency %r is not in the policy; left for staff", case.code, case.agency)
@@ -60,10 +60,3 @@ def _followup(case: Reflection) -> str | None:
     if case.status != "reopened":
         return None
     return next((h.reason for h in reversed(case.history) if h.to_status == "reopened"), None)
-
-
-async def _ready(store: Store, limit: int) -> list[Reflection]:
-    # The repositories have no status query yet; same collection access as cases.lifecycle.
-    cursor = store.database.db.reflections.find(
-        {"status": {"$in": list(READY)}, "agency": {"$ne": None}}, session=store.reflections.s)
-    return [Reflection.model_validate(d) async for d in cursor.sort("updated_at", 1).limit(limit)]

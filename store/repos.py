@@ -17,10 +17,11 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
 
 from normalizer.messages import Outbound, utcnow
+from store.base import Repo
 from store.database import Database
-from store.models import (AuditEntry, Citizen, Conversation, DuplicateCandidate, HistoryEntry,
-                          Identity, InboundRecord, OutboxItem, Reflection, Subscriber)
-from store.safe import plain, safe_key
+from store.models import AuditEntry, Citizen, Conversation, Identity, InboundRecord, OutboxItem
+from store.reflections import ReflectionRepo
+from store.safe import plain
 
 
 JOURNALED = WriteConcern(j=True)
@@ -44,13 +45,7 @@ async def _claim_oldest(collection: AsyncCollection, ready: dict[str, Any], orde
     return None
 
 
-class _Repo:
-    def __init__(self, database: Database, session: AsyncClientSession | None) -> None:
-        self.db = database.db
-        self.s = session
-
-
-class InboundRepo(_Repo):
+class InboundRepo(Repo):
     """Raw events from the channels: stored before the platform is acknowledged."""
 
     async def record(self, channel: str, message_id: str, sender: str, payload: dict[str, Any]) -> bool:
@@ -61,6 +56,13 @@ class InboundRepo(_Repo):
         except DuplicateKeyError:
             return False
         return True
+
+    async def get(self, channel: str, message_id: str) -> InboundRecord | None:
+        """The stored event (raw payload included): the agency mail's attachments
+        (`replies.agency_bot`), the Open311 request just recorded (`portal.open311`)."""
+        doc = await self.db.inbound.find_one({"channel": plain(channel), "message_id": plain(message_id)},
+                                             session=self.s)
+        return InboundRecord.model_validate(doc) if doc else None
 
     async def claim(self, lease: timedelta = timedelta(seconds=60), exclude_senders: Sequence[str] = (),
                     hold_senders: Sequence[str] = ()) -> InboundRecord | None:
@@ -96,7 +98,7 @@ class InboundRepo(_Repo):
                                                      session=self.s)
 
 
-class OutboxRepo(_Repo):
+class OutboxRepo(Repo):
     """Every message that leaves: stored first, sent by the outbox worker, never twice."""
 
     async def enqueue(self, key: str, channel: str, address: str, message: Outbound) -> bool:
@@ -140,8 +142,19 @@ class OutboxRepo(_Repo):
         cursor = self.db.outbox.find({k: plain(v) for k, v in filters.items()}, session=self.s)
         return [OutboxItem.model_validate(d) async for d in cursor.sort("created_at", 1)]
 
+    async def take_undelivered(self, limit: int = 50) -> list[OutboxItem]:
+        """Items given up on (failed, unreachable) that staff were not told about yet; the
+        staff alerts call this once per pass and it marks what it returns as told."""
+        query = {"status": {"$in": ["failed", "unreachable"]}, "staff_told": {"$ne": True}}
+        items = [OutboxItem.model_validate(d) async for d in
+                 self.db.outbox.find(query, session=self.s).sort("created_at", 1).limit(limit)]
+        if items:
+            await self.db.outbox.update_many({"_id": {"$in": [i.id for i in items]}},
+                                             {"$set": {"staff_told": True}}, session=self.s)
+        return items
 
-class ConversationRepo(_Repo):
+
+class ConversationRepo(Repo):
     async def get(self, channel: str, sender: str) -> Conversation | None:
         doc = await self.db.conversations.find_one({"_id": f"{plain(channel)}:{plain(sender)}"},
                                                    session=self.s)
@@ -170,7 +183,7 @@ class ConversationRepo(_Repo):
         return [Conversation.model_validate(d) async for d in cursor]
 
 
-class RateRepo(_Repo):
+class RateRepo(Repo):
     """Messages per (channel, sender) per minute, for the flood limit (bots.limits)."""
 
     async def hit(self, channel: str, sender: str, at: datetime) -> int:
@@ -183,7 +196,7 @@ class RateRepo(_Repo):
         return doc["n"]
 
 
-class CitizenRepo(_Repo):
+class CitizenRepo(Repo):
     """One citizen across channels, keyed by the verified phone number."""
 
     async def by_phone(self, phone: str) -> Citizen | None:
@@ -220,134 +233,7 @@ class CitizenRepo(_Repo):
             array_filters=[{"i.channel": channel, "i.address": address}], session=self.s)
 
 
-class ReflectionRepo(_Repo):
-    async def next_code(self, year: int) -> str:
-        doc = await self.db.counters.find_one_and_update(
-            {"_id": f"reflection-{year}"}, {"$inc": {"n": 1}}, upsert=True,
-            return_document=ReturnDocument.AFTER, session=self.s)
-        return f"PA-{year}-{doc['n']:06d}"
-
-    async def insert(self, reflection: Reflection) -> None:
-        doc = reflection.model_dump(mode="python")
-        if reflection.location.lat is not None and reflection.location.lon is not None:
-            doc["geo"] = {"type": "Point", "coordinates": [reflection.location.lon, reflection.location.lat]}
-        await self.db.reflections.insert_one(doc, session=self.s)
-
-    async def annotate(self, code: str, **fields: object) -> None:
-        """Set descriptive fields that are not part of the lifecycle (routing reason…)."""
-        await self.db.reflections.update_one({"code": plain(code)}, {"$set": fields}, session=self.s)
-
-    async def get(self, code: str) -> Reflection | None:
-        doc = await self.db.reflections.find_one({"code": plain(code)}, session=self.s)
-        return Reflection.model_validate(doc) if doc else None
-
-    async def for_citizen(self, citizen_id: str) -> list[Reflection]:
-        cursor = self.db.reflections.find({"citizen_id": plain(citizen_id)}, session=self.s)
-        return [Reflection.model_validate(d) async for d in cursor.sort("created_at", 1)]
-
-    async def all(self) -> list[Reflection]:
-        cursor = self.db.reflections.find({}, session=self.s).sort("created_at", 1)
-        return [Reflection.model_validate(d) async for d in cursor]
-
-    # --- SLA and duplicates (cases.sla, cases.duplicates) ---------------------------------
-    async def sla_candidates(self, now: datetime, open_states: Sequence[str], limit: int = 200) -> list[Reflection]:
-        """Cases with an SLA alert due by `now` (index on next_due), or open and never stamped."""
-        query = {"$or": [{"next_due": {"$lte": now}},
-                         {"sla_since": None, "status": {"$in": list(open_states)}}]}
-        cursor = self.db.reflections.find(query, session=self.s).sort("next_due", 1).limit(limit)
-        return [Reflection.model_validate(d) async for d in cursor]
-
-    async def update_if_unchanged(self, reflection: Reflection, sets: dict[str, Any],
-                                  entries: list[HistoryEntry]) -> bool:
-        """Set fields and append audit entries, unless the case changed state meanwhile."""
-        result = await self.db.reflections.update_one(
-            {"code": plain(reflection.code), "version": reflection.version, "status": reflection.status},
-            {"$set": sets, "$push": {"history": {"$each": [e.model_dump() for e in entries]}}},
-            session=self.s)
-        return result.matched_count == 1
-
-    async def late_open(self, open_states: Sequence[str]) -> list[Reflection]:
-        """The IOC's list of late cases still open, longest late first."""
-        cursor = self.db.reflections.find({"late": True, "status": {"$in": list(open_states)}},
-                                          session=self.s).sort("late_at", 1)
-        return [Reflection.model_validate(d) async for d in cursor]
-
-    async def near(self, lon: float, lat: float, radius_m: float, query: dict[str, Any],
-                   limit: int = 20) -> list[Reflection]:
-        """Cases matching `query` within `radius_m` of the point, nearest first (2dsphere on geo)."""
-        point = {"type": "Point", "coordinates": [float(lon), float(lat)]}
-        cursor = self.db.reflections.find(
-            {"geo": {"$near": {"$geometry": point, "$maxDistance": float(radius_m)}}, **query},
-            session=self.s).limit(limit)
-        return [Reflection.model_validate(d) async for d in cursor]
-
-    async def link_candidate(self, code: str, subscriber: Subscriber, candidate: DuplicateCandidate,
-                             entry: HistoryEntry) -> None:
-        """Record a duplicate report on a case and subscribe its author (once) to the result."""
-        await self.db.reflections.update_one(
-            {"code": plain(code)},
-            {"$push": {"duplicate_candidates": candidate.model_dump(), "history": entry.model_dump()}},
-            session=self.s)
-        await self.db.reflections.update_one(
-            {"code": plain(code), "subscribers": {"$not": {"$elemMatch": {
-                "channel": plain(subscriber.channel), "address": plain(subscriber.address)}}}},
-            {"$push": {"subscribers": subscriber.model_dump()}}, session=self.s)
-
-    async def decide_candidate(self, code: str, candidate_id: str, status: str, entry: HistoryEntry,
-                               split_code: str | None = None, unsubscribe: Subscriber | None = None) -> bool:
-        """Staff decision on a duplicate candidate; False if it was already decided."""
-        sets = {"duplicate_candidates.$.status": status, "duplicate_candidates.$.split_code": split_code}
-        update: dict[str, Any] = {"$set": sets, "$push": {"history": entry.model_dump()}}
-        if unsubscribe is not None:
-            update["$pull"] = {"subscribers": {"channel": unsubscribe.channel, "address": unsubscribe.address}}
-        result = await self.db.reflections.update_one(
-            {"code": plain(code), "duplicate_candidates": {"$elemMatch": {
-                "id": plain(candidate_id), "status": "candidate"}}}, update, session=self.s)
-        return result.matched_count == 1
-
-    # --- staff console (cases.commands, cases.staff_views) ---------------------------------
-    async def query(self, filters: dict[str, str | bool], page: int, per_page: int,
-                    states: Sequence[str]) -> tuple[list[Reflection], int]:
-        """One page of the staff queue (urgent first, then oldest) and the number of matches.
-
-        `filters` maps a case field (status, field, agency, channel, urgent, late) to the value
-        it must equal; without a status filter only cases in `states` are listed."""
-        query: dict[str, Any] = {safe_key(k): plain(v, bool) if isinstance(v, bool) else plain(v)
-                                 for k, v in filters.items()}
-        query.setdefault("status", {"$in": list(states)})
-        total = await self.db.reflections.count_documents(query, session=self.s)
-        cursor = (self.db.reflections.find(query, session=self.s)
-                  .sort([("urgent", -1), ("created_at", 1)])
-                  .skip((plain(page, int) - 1) * per_page).limit(per_page))
-        return [Reflection.model_validate(d) async for d in cursor], total
-
-    async def amend(self, reflection: Reflection, sets: dict[str, Any], entry: HistoryEntry) -> Reflection | None:
-        """Set non-state fields (result text, duplicate link…) with their audit entry, only if the
-        case is still the version the caller read; None when someone changed it meanwhile."""
-        doc = await self.db.reflections.find_one_and_update(
-            {"code": plain(reflection.code), "version": reflection.version},
-            {"$set": {**sets, "updated_at": entry.at}, "$inc": {"version": 1},
-             "$push": {"history": entry.model_dump()}},
-            return_document=ReturnDocument.AFTER, session=self.s)
-        return Reflection.model_validate(doc) if doc else None
-
-    async def touched_since(self, since: datetime, agency: str | None = None) -> list[Reflection]:
-        """Cases filed or changed since `since`, optionally of one agency (staff statistics)."""
-        query: dict[str, Any] = {"$or": [{"created_at": {"$gte": since}}, {"updated_at": {"$gte": since}}]}
-        if agency is not None:
-            query["agency"] = plain(agency)
-        cursor = self.db.reflections.find(query, session=self.s)
-        return [Reflection.model_validate(d) async for d in cursor]
-
-    async def needing_alert(self, flag: str, open_states: Sequence[str]) -> list[Reflection]:
-        """Open cases with `flag` (urgent, late) set and not yet pushed to the staff chat."""
-        query = {safe_key(flag): True, "status": {"$in": list(open_states)},
-                 "history.action": {"$ne": f"staff_alert_{flag}"}}
-        cursor = self.db.reflections.find(query, session=self.s).sort("created_at", 1)
-        return [Reflection.model_validate(d) async for d in cursor]
-
-
-class AuditRepo(_Repo):
+class AuditRepo(Repo):
     async def add(self, entry: AuditEntry) -> None:
         await self.db.audit.insert_one(entry.model_dump(), session=self.s)
 
