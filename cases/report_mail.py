@@ -22,7 +22,7 @@ from cases.policy import Policy
 from cases.reports import KINDS, Report, build_report, last_complete, policy_names
 from normalizer.messages import Outbound, utcnow
 from store.database import Database
-from store.repos import unit_of_work
+from store.repos import Store, unit_of_work
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ async def send_due_summaries(database: Database, policy: Policy, calendar: Worki
     for kind in KINDS:
         period = last_complete(kind, now)
         run_id = f"{kind}:{period.start.date():%Y%m%d}"
-        if await database.db.report_runs.find_one({"_id": run_id}):
+        if await Store(database).report_runs.done(run_id):
             continue
         report = await build_report(database, period, calendar, policy_names(policy))
         try:
@@ -44,8 +44,7 @@ async def send_due_summaries(database: Database, policy: Policy, calendar: Worki
                     key = f"report:{run_id}:{address}"
                     if await store.outbox.enqueue(key, "email", address, message):
                         keys.append(key)
-                await store.database.db.report_runs.insert_one(
-                    {"_id": run_id, "at": now, "received": report.total.received}, session=store.outbox.s)
+                await store.report_runs.record(run_id, now, report.total.received)
         except DuplicateKeyError:
             continue  # another pass recorded this period meanwhile
         queued += keys

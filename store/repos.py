@@ -21,6 +21,7 @@ from store.base import Repo
 from store.database import Database
 from store.models import AuditEntry, Citizen, Conversation, Identity, InboundRecord, OutboxItem
 from store.reflections import ReflectionRepo
+from store.report_runs import ReportRunRepo
 from store.safe import plain
 
 
@@ -254,6 +255,7 @@ class Store:
         self.citizens = CitizenRepo(database, session)
         self.reflections = ReflectionRepo(database, session)
         self.audit = AuditRepo(database, session)
+        self.report_runs = ReportRunRepo(database, session)
 
 
 @asynccontextmanager
