@@ -23,10 +23,10 @@ from openpyxl.utils import get_column_letter  # noqa: E402
 
 from cases.calendar import WorkingCalendar  # noqa: E402
 from cases.policy import Policy, load_policy  # noqa: E402
-from cases.reports import (BREAKDOWNS, COUNTS, Period, Report, Row, build_report,  # noqa: E402
-                           local_range, policy_names)
+from cases.reports import Period, Report, build_report, local_range, policy_names  # noqa: E402
 from settings import Settings  # noqa: E402
 from store.database import connect  # noqa: E402
+from store.reports import BREAKDOWNS, COUNTS, Row  # noqa: E402
 
 LABELS_FILE = Path(__file__).resolve().parent.parent / "templates" / "vi" / "report_labels.yaml"
 COLUMNS = ("key", "name", *COUNTS, "on_time_rate", "median_hours", "p90_hours")

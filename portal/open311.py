@@ -27,8 +27,8 @@ from normalizer.phones import parse_phone
 from portal import public
 from portal.web import PortalContext
 from store.models import Conversation, Draft, Place, Subscriber
+from store.public import PublicQuery
 from store.repos import unit_of_work
-from store.safe import plain
 
 TEXTS: dict[str, Any] = yaml.safe_load((Path(__file__).parent / "templates" / "open311.yaml").read_text("utf-8"))
 BASE = "/open311/v2"
@@ -83,24 +83,21 @@ def as_request(ctx: PortalContext, c: public.PublicCase) -> dict[str, Any]:
 
 
 async def _list(ctx: PortalContext, params: Any) -> list[dict[str, Any]]:
-    query: dict[str, Any] = {}
-    if params.get("service_request_id"):
-        query["code"] = {"$in": [plain(s.strip()) for s in params["service_request_id"].split(",")][:MAX_RESULTS]}
-    if params.get("service_code"):
-        query["field"] = plain(params["service_code"])
+    ids = params.get("service_request_id", "")
+    codes = tuple(s.strip() for s in ids.split(",")) if ids else ()
     status = params.get("status", "")
     if status not in ("", "open", "closed"):
         raise Open311Error(400, "status")
-    dates = {op: _date(params[name]) for name, op in (("start_date", "$gte"), ("end_date", "$lte")) if params.get(name)}
-    if dates:
-        query["created_at"] = dates
+    start, end = (_date(params[name]) if params.get(name) else None for name in ("start_date", "end_date"))
+    query = PublicQuery(codes=codes[:MAX_RESULTS], field=params.get("service_code") or None,
+                        received_from=start, received_to=end)
     if status == "open":
         return []  # only cases with a published result are public, and those are closed
     return [as_request(ctx, c) for c in await public.find_public(ctx.database, query, limit=MAX_RESULTS)]
 
 
 async def _one(ctx: PortalContext, code: str) -> list[dict[str, Any]]:
-    found = await public.find_public(ctx.database, {"code": plain(code)}, limit=1)
+    found = await public.find_public(ctx.database, PublicQuery(codes=(code,)), limit=1)
     if not found:
         raise Open311Error(404, "not_found")
     return [as_request(ctx, found[0])]

@@ -4,22 +4,20 @@ A case is public when its result is published (published or closed) and it is ne
 confidential nor hidden. Of a public case only the code, field, agency, place, dates, state,
 the agency's answer and the photo count leave the server; the citizen's name, phone and
 e-mail never do, and are also masked inside the free texts (content, answer) together with
-anything that looks like a phone number or an e-mail address.
+anything that looks like a phone number or an e-mail address. The queries are in
+`store.public`; this module gives them `PUBLIC_STATES` and shapes what they return.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from store.database import Database
 from store.models import Reflection
-from store.safe import plain
+from store.public import AgencyFigures, PublicQuery, PublicReads
 
-PUBLIC_STATES = ("published", "closed")
-PUBLIC: dict[str, Any] = {"status": {"$in": list(PUBLIC_STATES)}, "confidential": {"$ne": True},
-                          "hidden": {"$ne": True}}
+PUBLIC_STATES = ("published", "closed")  # result published; never when confidential or hidden
 MASK = "***"
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 _PHONE = re.compile(r"(?:\+?\d[\s.\-()]*){9,}")
@@ -56,7 +54,7 @@ def mask(text: str | None, reflection: Reflection) -> str | None:
 
 
 def public_view(reflection: Reflection) -> PublicCase:
-    """The public projection of a case the caller already found with the `PUBLIC` filter."""
+    """The public projection of a case the caller already found public (`store.public`)."""
     loc = reflection.location
     return PublicCase(
         code=reflection.code, field=reflection.field, agency=reflection.agency,
@@ -68,20 +66,23 @@ def public_view(reflection: Reflection) -> PublicCase:
         photo_count=len(reflection.photos))
 
 
-async def find_public(database: Database, query: dict[str, Any], *, skip: int = 0,
+async def find_public(database: Database, query: PublicQuery, *, skip: int = 0,
                       limit: int = 50) -> list[PublicCase]:
-    """Public cases matching `query` (built with `store.safe.plain`), newest first."""
-    cursor = database.db.reflections.find({**query, **PUBLIC}, {"history": 0, "subscribers": 0})
-    cursor = cursor.sort([("created_at", -1), ("code", -1)]).skip(skip).limit(limit)
-    return [public_view(Reflection.model_validate(d)) async for d in cursor]
+    """Public cases matching `query`, newest first (the portal's list, Open311 requests)."""
+    found = await PublicReads(database, None).find(PUBLIC_STATES, query, skip, limit)
+    return [public_view(r) for r in found]
 
 
-async def count_public(database: Database, query: dict[str, Any]) -> int:
-    return await database.db.reflections.count_documents({**query, **PUBLIC})
+async def count_public(database: Database, query: PublicQuery) -> int:
+    return await PublicReads(database, None).count(PUBLIC_STATES, query)
 
 
 async def public_photo(database: Database, code: str, index: int) -> str | None:
     """GridFS id of photo `index` of a public case, or None (unknown, not public, no such photo)."""
-    doc = await database.db.reflections.find_one({"code": plain(code), **PUBLIC}, {"photos": 1})
-    photos = (doc or {}).get("photos", [])
+    photos = await PublicReads(database, None).photos(PUBLIC_STATES, code)
     return photos[index] if 0 <= index < len(photos) else None
+
+
+async def agency_figures(database: Database) -> list[AgencyFigures]:
+    """The portal's per-agency figures over the public cases."""
+    return await PublicReads(database, None).agency_figures(PUBLIC_STATES)

@@ -21,12 +21,12 @@ from starlette.staticfiles import StaticFiles
 
 from cases.filing import CaseDesk
 from cases.policy import Policy
-from cases.reports import agency_figures
 from normalizer.messages import utcnow
 from portal import public
 from portal.mapplot import plot
 from store.database import Database
 from store.media import MediaStore
+from store.public import PublicQuery
 
 HERE = Path(__file__).resolve().parent
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -80,15 +80,15 @@ def portal_routes(ctx: PortalContext) -> list[BaseRoute]:
             *open311_routes(ctx)]
 
 
-def filters(ctx: PortalContext, params: Any) -> tuple[dict[str, str], dict[str, Any]]:
+def filters(ctx: PortalContext, params: Any) -> tuple[dict[str, str], PublicQuery]:
     """Known filter values only (unknown ones are dropped): (for the form, for the query)."""
     policy = ctx.policy
     chosen = {"code": params.get("code", "").strip().upper()[:40],
               "field": params.get("field", "") if params.get("field", "") in policy.fields else "",
               "agency": params.get("agency", "") if params.get("agency", "") in {a.id for a in policy.agencies} else "",
               "commune": params.get("commune", "") if params.get("commune", "") in _communes(ctx) else ""}
-    keys = {"code": "code", "field": "field", "agency": "agency", "commune": "location.commune_code"}
-    return chosen, {keys[k]: v for k, v in chosen.items() if v}
+    return chosen, PublicQuery(codes=(chosen["code"],) if chosen["code"] else (), field=chosen["field"] or None,
+                               agency=chosen["agency"] or None, commune_code=chosen["commune"] or None)
 
 
 def _communes(ctx: PortalContext) -> dict[str, str]:
@@ -102,7 +102,7 @@ async def _index(ctx: PortalContext, env: Environment, request: Request) -> Resp
     db = ctx.database
     total = await public.count_public(db, query)
     cases = await public.find_public(db, query, skip=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
-    figures = await agency_figures(db, public.PUBLIC)
+    figures = await public.agency_figures(db)
     html = env.get_template("index.html").render(
         cases=cases, total=total, page=page, pages=max(1, -(-total // PAGE_SIZE)), chosen=chosen,
         fields={k: f.vi for k, f in ctx.policy.fields.items()},
