@@ -24,7 +24,8 @@ from cases.calendar import WorkingCalendar
 from cases.lifecycle import OPEN_STATES
 from cases.policy import Policy
 from store.database import Database
-from store.reports import BREAKDOWNS, ReportReads, Row
+from store.repos import Store
+from store.reports import BREAKDOWNS, Row
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 HANDLED = ("published", "closed")
@@ -85,7 +86,7 @@ def last_complete(kind: str, now: datetime) -> Period:
 async def stamp_handling_hours(database: Database, calendar: WorkingCalendar) -> int:
     """Store working hours from filing to publication on handled cases that lack it (or were
     republished since); returns how many were stamped. Runs before each report."""
-    reads, stamped = ReportReads(database, None), 0
+    reads, stamped = Store(database).reports, 0
     async for span in reads.unstamped(HANDLED):
         if span.published_at is None:
             continue
@@ -100,7 +101,7 @@ async def build_report(database: Database, period: Period, calendar: WorkingCale
     """Totals, the four breakdowns and the weekly series for `period`; `names` maps a breakdown
     to key → display name (fields, agencies, communes from the policy)."""
     await stamp_handling_hours(database, calendar)
-    found = await ReportReads(database, None).breakdowns(period.start, period.end, HANDLED, OPEN_STATES, VN.key)
+    found = await Store(database).reports.breakdowns(period.start, period.end, HANDLED, OPEN_STATES, VN.key)
     names = names or {}
     rows = {b: sorted((replace(r, name=names.get(b, {}).get(r.key) or r.name) for r in found.by[b]),
                       key=lambda r: (-r.received, r.key))

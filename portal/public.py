@@ -15,7 +15,8 @@ from datetime import datetime
 
 from store.database import Database
 from store.models import Reflection
-from store.public import AgencyFigures, PublicQuery, PublicReads
+from store.public import AgencyFigures, PublicQuery
+from store.repos import Store
 
 PUBLIC_STATES = ("published", "closed")  # result published; never when confidential or hidden
 MASK = "***"
@@ -69,20 +70,20 @@ def public_view(reflection: Reflection) -> PublicCase:
 async def find_public(database: Database, query: PublicQuery, *, skip: int = 0,
                       limit: int = 50) -> list[PublicCase]:
     """Public cases matching `query`, newest first (the portal's list, Open311 requests)."""
-    found = await PublicReads(database, None).find(PUBLIC_STATES, query, skip, limit)
+    found = await Store(database).public.find(PUBLIC_STATES, query, skip, limit)
     return [public_view(r) for r in found]
 
 
 async def count_public(database: Database, query: PublicQuery) -> int:
-    return await PublicReads(database, None).count(PUBLIC_STATES, query)
+    return await Store(database).public.count(PUBLIC_STATES, query)
 
 
 async def public_photo(database: Database, code: str, index: int) -> str | None:
     """GridFS id of photo `index` of a public case, or None (unknown, not public, no such photo)."""
-    photos = await PublicReads(database, None).photos(PUBLIC_STATES, code)
+    photos = await Store(database).public.photos(PUBLIC_STATES, code)
     return photos[index] if 0 <= index < len(photos) else None
 
 
 async def agency_figures(database: Database) -> list[AgencyFigures]:
     """The portal's per-agency figures over the public cases."""
-    return await PublicReads(database, None).agency_figures(PUBLIC_STATES)
+    return await Store(database).public.agency_figures(PUBLIC_STATES)

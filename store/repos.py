@@ -20,8 +20,10 @@ from normalizer.messages import Outbound, utcnow
 from store.base import Repo
 from store.database import Database
 from store.models import AuditEntry, Citizen, Conversation, Identity, InboundRecord, OutboxItem
+from store.public import PublicReads
 from store.reflections import ReflectionRepo
 from store.report_runs import ReportRunRepo
+from store.reports import ReportReads
 from store.safe import plain
 
 
@@ -256,6 +258,8 @@ class Store:
         self.reflections = ReflectionRepo(database, session)
         self.audit = AuditRepo(database, session)
         self.report_runs = ReportRunRepo(database, session)
+        self.reports = ReportReads(database, session)  # read model: case statistics
+        self.public = PublicReads(database, session)  # read model: what the portal may show
 
 
 @asynccontextmanager
