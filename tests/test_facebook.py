@@ -26,6 +26,7 @@ from store.database import Database
 from store.media import MediaStore
 from store.repos import Store
 from store.windows import ReplyWindows
+from tests.fakes import running
 from tests.fakes.graph_api import (
     APP_SECRET,
     PAGE_TOKEN,
@@ -72,10 +73,8 @@ def make_channel(fake: FakeGraphAPI, database: Database, **options: Any) -> Face
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeGraphAPI]:
-    api = FakeGraphAPI()
-    await api.start()
-    yield api
-    await api.stop()
+    async with running(FakeGraphAPI()) as api:
+        yield api
 
 
 @pytest.fixture

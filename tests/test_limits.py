@@ -12,7 +12,6 @@ import io
 import json
 import logging
 import time
-from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable
 
 import httpx
@@ -30,7 +29,6 @@ from channels.webapp import build_app
 from channels.zalo import ZaloChannel
 from normalizer.media import MediaLimits, MediaRejected, inspect_image
 from store.database import Database
-from store.media import MediaStore
 from store.repos import Store
 from tests.chat import CHANNELS, IMAGES, Citizen, Clock, quang_nam
 

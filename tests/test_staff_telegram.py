@@ -20,6 +20,7 @@ from store.media import MediaStore
 from store.repos import Store
 from tests.chat import IMAGES
 from tests.fakes.telegram_api import TOKEN, FakeTelegramAPI
+from tests.fakes import running
 from tests.test_staff import (STAFF_CHAT, TELEGRAM_IDS, UNCLEAR, Say, case, file_case, scenario_hide_duplicate_note,
                               scenario_malformed, scenario_personal_data, scenario_queue_filters_and_pages,
                               scenario_refusals, scenario_reject_tells_the_citizen, scenario_request_info_once,
@@ -34,10 +35,8 @@ _ids = itertools.count(1)
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeTelegramAPI]:
-    api = FakeTelegramAPI()
-    await api.start()
-    yield api
-    await api.stop()
+    async with running(FakeTelegramAPI()) as api:
+        yield api
 
 
 @pytest.fixture

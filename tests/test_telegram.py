@@ -17,6 +17,7 @@ from channels.webapp import build_app
 from normalizer.media import MediaRejected
 from normalizer.messages import Button, Contact, GeoPoint, MediaRef, Outbound
 from tests.fakes.telegram_api import TOKEN, FakeTelegramAPI
+from tests.fakes import running
 
 FIXTURES = Path(__file__).parent / "fixtures" / "telegram"
 STAFF_CHAT = -1001234567890
@@ -60,10 +61,8 @@ class Photos:
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeTelegramAPI]:
-    api = FakeTelegramAPI()
-    await api.start()
-    yield api
-    await api.stop()
+    async with running(FakeTelegramAPI()) as api:
+        yield api
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from store.database import Database
 from store.media import MediaStore
 from store.repos import Store
 from tests.fakes.telegram_api import TOKEN, FakeTelegramAPI
+from tests.fakes import running
 
 FIXTURES = Path(__file__).parent / "fixtures"
 POLICY = Path(__file__).parent.parent / "policies" / "quang_nam.yaml"
@@ -39,10 +40,8 @@ def update(name: str, update_id: int, **changes: Any) -> dict[str, Any]:
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeTelegramAPI]:
-    api = FakeTelegramAPI()
-    await api.start()
-    yield api
-    await api.stop()
+    async with running(FakeTelegramAPI()) as api:
+        yield api
 
 
 @pytest.fixture

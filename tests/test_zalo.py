@@ -25,6 +25,7 @@ from store.media import MediaStore
 from store.repos import Store
 from store.tokens import TokenStore
 from store.windows import ReplyWindows
+from tests.fakes import running
 from tests.fakes.zalo_api import (
     APP_ID,
     APP_SECRET,
@@ -71,10 +72,8 @@ def make_channel(fake: FakeZaloAPI, database: Database, **options: Any) -> ZaloC
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeZaloAPI]:
-    api = FakeZaloAPI()
-    await api.start()
-    yield api
-    await api.stop()
+    async with running(FakeZaloAPI()) as api:
+        yield api
 
 
 @pytest.fixture

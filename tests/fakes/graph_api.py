@@ -11,13 +11,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from channels.webapp import WebServer, serve
+from tests.fakes import FakeServer
 
 VERSION = "v24.0"
 PAGE_TOKEN = "fake-page-token"
@@ -41,34 +40,13 @@ class _Failure:
     retry_after: int | None
 
 
-class FakeGraphAPI:
+class FakeGraphAPI(FakeServer):
     def __init__(self) -> None:
-        self.calls: list[Call] = []
-        self.files: dict[str, bytes] = {}
-        self._failures: list[_Failure] = []
-        self._server: WebServer | None = None
-        self.app = Starlette(routes=[
+        super().__init__([
             Route(f"/{VERSION}/me/messages", self._messages, methods=["POST"]),
-            Route("/cdn/{name}", self._cdn, methods=["GET"]),
         ])
-
-    async def start(self) -> None:
-        self._server = await serve(self.app, "127.0.0.1", 0)
-
-    async def stop(self) -> None:
-        if self._server:
-            await self._server.stop()
-
-    @property
-    def url(self) -> str:
-        assert self._server, "start() the fake first"
-        return self._server.url
-
-    def cdn_url(self, name: str) -> str:
-        return f"{self.url}/cdn/{name}"
-
-    def add_file(self, name: str, content: bytes) -> None:
-        self.files[name] = content
+        self.calls: list[Call] = []
+        self._failures: list[_Failure] = []
 
     def fail(self, status: int, code: int | None = None, subcode: int | None = None, *,
              times: int = 1, retry_after: int | None = None) -> None:
@@ -92,10 +70,6 @@ class FakeGraphAPI:
                 f.times -= 1
                 return _error(f.status, f.code, f.subcode, "scripted failure", f.retry_after)
         return JSONResponse({"recipient_id": body["recipient"]["id"], "message_id": f"m_{len(self.calls)}"})
-
-    async def _cdn(self, request: Request) -> Response:
-        content = self.files.get(request.path_params["name"])
-        return Response(content, media_type="image/jpeg") if content else Response(status_code=404)
 
 
 def _json(value: str) -> Any:

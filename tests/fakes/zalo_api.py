@@ -11,13 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from channels.webapp import WebServer, serve
+from tests.fakes import FakeServer
 
 APP_ID = "3608465249409039670"
 APP_SECRET = "fake-app-secret"
@@ -44,38 +43,17 @@ class _Failure:
     times: int
 
 
-class FakeZaloAPI:
+class FakeZaloAPI(FakeServer):
     def __init__(self) -> None:
-        self.access_token, self.refresh_token = FIRST_ACCESS, FIRST_REFRESH
-        self.refreshes = 0
-        self.calls: list[Call] = []
-        self.files: dict[str, bytes] = {}
-        self._failures: list[_Failure] = []
-        self._server: WebServer | None = None
-        self.app = Starlette(routes=[
+        super().__init__([
             Route("/v4/oa/access_token", self._oauth, methods=["POST"]),
             Route("/v3.0/oa/message/cs", self._send, methods=["POST"]),
             Route("/v2.0/oa/upload/image", self._upload, methods=["POST"]),
-            Route("/cdn/{name}", self._cdn, methods=["GET"]),
         ])
-
-    async def start(self) -> None:
-        self._server = await serve(self.app, "127.0.0.1", 0)
-
-    async def stop(self) -> None:
-        if self._server:
-            await self._server.stop()
-
-    @property
-    def url(self) -> str:
-        assert self._server, "start() the fake first"
-        return self._server.url
-
-    def cdn_url(self, name: str) -> str:
-        return f"{self.url}/cdn/{name}"
-
-    def add_file(self, name: str, content: bytes) -> None:
-        self.files[name] = content
+        self.access_token, self.refresh_token = FIRST_ACCESS, FIRST_REFRESH
+        self.refreshes = 0
+        self.calls: list[Call] = []
+        self._failures: list[_Failure] = []
 
     def expire(self) -> None:
         """The current access token now answers 'expired' (Zalo: -216)."""
@@ -119,12 +97,6 @@ class FakeZaloAPI:
         self.calls.append(Call(request.url.path, dict(request.headers), files=files))
         refused = self._refusal(request)
         return refused or _ok({"attachment_id": f"att-{len(self.calls)}"})
-
-    async def _cdn(self, request: Request) -> Response:
-        content = self.files.get(request.path_params["name"])
-        if content is None:
-            return Response(status_code=404)
-        return Response(content, media_type="image/jpeg")
 
     def _refusal(self, request: Request) -> Response | None:
         if request.headers.get("access_token") != self.access_token:
