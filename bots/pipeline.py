@@ -19,7 +19,7 @@ from bots.base import Bot, Delivery
 from bots.limits import Limits
 from bots.texts import Texts
 from channels.base import Channel, EventSink
-from channels.outbox import wait_any
+from channels.outbox import run_worker
 from normalizer.media import MediaLimits, resolve_media
 from normalizer.messages import Inbound
 from store.database import Database
@@ -152,13 +152,5 @@ class Pipeline:
         await store.inbound.finish(record.id, status, reason)
 
     async def run(self, stop: asyncio.Event, idle_seconds: float = 0.5) -> None:
-        while not stop.is_set():
-            self.wakeup.clear()  # before the claim: a wake-up after it is not lost
-            try:
-                busy = await self.process_one()
-            except PyMongoError as exc:
-                log.warning("database unavailable while processing: %s", str(exc).splitlines()[0])
-                busy = False
-            if not busy:
-                await wait_any(stop, self.wakeup, idle_seconds)
+        await run_worker(self.process_one, stop, self.wakeup, idle_seconds, "pipeline")
 

@@ -99,15 +99,22 @@ class OutboxWorker:
         await store.outbox.mark(item.id, "pending", error=error, retry_at=utcnow() + timedelta(seconds=delay))
 
     async def run(self, stop: asyncio.Event, idle_seconds: float = 0.5) -> None:
-        while not stop.is_set():
-            self.wakeup.clear()  # before the claim: a wake-up after it is not lost
-            try:
-                busy = await self.deliver_one()
-            except PyMongoError as exc:
-                log.warning("database unavailable in outbox: %s", str(exc).splitlines()[0])
-                busy = False
-            if not busy:
-                await wait_any(stop, self.wakeup, idle_seconds)
+        await run_worker(self.deliver_one, stop, self.wakeup, idle_seconds, "outbox")
+
+
+async def run_worker(step: Callable[[], Awaitable[bool]], stop: asyncio.Event, wakeup: asyncio.Event,
+                     idle_seconds: float, name: str) -> None:
+    """The loop of the pipeline's and the outbox's workers: `step` until there is nothing to do,
+    then sleep until woken, stopped or `idle_seconds` pass; a database outage only pauses it."""
+    while not stop.is_set():
+        wakeup.clear()  # before the claim: a wake-up after it is not lost
+        try:
+            busy = await step()
+        except PyMongoError as exc:
+            log.warning("database unavailable in %s: %s", name, str(exc).splitlines()[0])
+            busy = False
+        if not busy:
+            await wait_any(stop, wakeup, idle_seconds)
 
 
 async def wait_any(stop: asyncio.Event, wakeup: asyncio.Event, timeout: float) -> None:
