@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import uuid
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, AsyncIterator, Mapping
 
 from bots.gateway import Gateway
 from cases.policy import Policy, load_policy
+from channels.base import Channel
 from channels.replay import ReplayChannel
 from store.database import Database
 from store.models import Reflection
@@ -36,6 +38,19 @@ def quang_nam() -> Policy:
 def make_gateway(database: Database, policy: Policy | None = None, clock: Clock | None = None) -> Gateway:
     channels = {n: ReplayChannel(n, IMAGES) for n in CHANNELS}
     return Gateway(database, policy or quang_nam(), channels, clock=clock or Clock())
+
+
+@asynccontextmanager
+async def serving(database: Database, channels: Mapping[str, Channel],
+                  policy: Policy | None = None) -> AsyncIterator[Gateway]:
+    """A gateway whose web app serves the channels' webhooks on a free port; workers left to
+    `drain`, so a test decides when stored events are processed."""
+    gw = Gateway(database, policy or quang_nam(), channels, web=("127.0.0.1", 0))
+    await gw.start(workers=False)
+    try:
+        yield gw
+    finally:
+        await gw.stop()
 
 
 class Citizen:

@@ -26,6 +26,7 @@ from store.database import Database
 from store.media import MediaStore
 from store.repos import Store
 from store.windows import ReplyWindows
+from tests.chat import serving
 from tests.fakes import running
 from tests.fakes.graph_api import (
     APP_SECRET,
@@ -79,11 +80,8 @@ async def fake() -> AsyncIterator[FakeGraphAPI]:
 
 @pytest.fixture
 async def gateway(fake: FakeGraphAPI, database: Database) -> AsyncIterator[Gateway]:
-    gw = Gateway(database, load_policy(POLICY), {"facebook": make_channel(fake, database)},
-                 web=("127.0.0.1", 0))
-    await gw.start(workers=False)
-    yield gw
-    await gw.stop()
+    async with serving(database, {"facebook": make_channel(fake, database)}, load_policy(POLICY)) as gw:
+        yield gw
 
 
 @pytest.fixture

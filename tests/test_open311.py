@@ -10,7 +10,7 @@ import pytest
 
 from cases.lifecycle import Actor, transition
 from store.repos import Store
-from tests.test_portal import API_KEY, POLICY, make_app, seed
+from tests.test_portal import API_KEY, POLICY, client, make_app, seed  # noqa: F401 - fixture
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 # GeoReport v2 (wiki.open311.org/GeoReport_v2): the fields of a service and of a request.
@@ -22,14 +22,6 @@ REPORT = {"api_key": API_KEY, "service_code": "transport", "lat": "16.0544", "lo
           "address_string": "45 Bạch Đằng", "description": "Ổ gà sâu giữa đường Bạch Đằng, xe máy dễ ngã",
           "first_name": "An", "last_name": "Nguyễn Văn", "phone": "0912 345 678", "email": "an@example.com",
           "device_id": "app-1"}
-
-
-@pytest.fixture
-async def client(database):  # type: ignore[no-untyped-def]
-    await seed(database)
-    transport = httpx.ASGITransport(app=make_app(database))
-    async with httpx.AsyncClient(transport=transport, base_url="http://portal.test") as c:
-        yield c
 
 
 async def test_services_list_every_field_of_the_policy(client: httpx.AsyncClient) -> None:

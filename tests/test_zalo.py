@@ -25,6 +25,7 @@ from store.media import MediaStore
 from store.repos import Store
 from store.tokens import TokenStore
 from store.windows import ReplyWindows
+from tests.chat import serving
 from tests.fakes import running
 from tests.fakes.zalo_api import (
     APP_ID,
@@ -78,11 +79,8 @@ async def fake() -> AsyncIterator[FakeZaloAPI]:
 
 @pytest.fixture
 async def gateway(fake: FakeZaloAPI, database: Database) -> AsyncIterator[Gateway]:
-    gw = Gateway(database, load_policy(POLICY), {"zalo": make_channel(fake, database)},
-                 web=("127.0.0.1", 0))
-    await gw.start(workers=False)
-    yield gw
-    await gw.stop()
+    async with serving(database, {"zalo": make_channel(fake, database)}, load_policy(POLICY)) as gw:
+        yield gw
 
 
 @pytest.fixture
