@@ -74,8 +74,7 @@ async def _serve(settings: Settings, uri: str) -> None:
     log.info("gateway running: channels %s, policy %s", ", ".join(channels) or "none", policy.province)
     if "console" in channels:  # the terminal is the chat now: only warnings interrupt it
         logging.getLogger().setLevel(logging.WARNING)
-        print(f"Kênh console đã sẵn sàng ({policy.province}). Gõ tin nhắn; /photo ĐƯỜNG_DẪN, "
-              "/location VĨ_ĐỘ KINH_ĐỘ; Ctrl-C để thoát.\n> ", end="", flush=True)
+        print(gateway.texts.render("console_ready", province=policy.province) + "\n> ", end="", flush=True)
     await stop.wait()
     log.info("stopping")
     await gateway.stop()

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any, TextIO
 
+from bots.texts import Texts
 from channels.base import EventSink
 from normalizer.messages import Contact, GeoPoint, Inbound, MediaRef, Outbound
 
@@ -35,8 +36,9 @@ class ConsoleChannel:
     name = "console"
 
     def __init__(self, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout, *,
-                 max_file_bytes: int = 20_000_000) -> None:
+                 max_file_bytes: int = 20_000_000, texts: Texts | None = None) -> None:
         self._in, self._out = stdin, stdout
+        self._texts = texts or Texts()
         self._max = max_file_bytes
         self._task: asyncio.Task[None] | None = None
 
@@ -88,9 +90,9 @@ class ConsoleChannel:
         if message.buttons:
             lines.append("   [" + " | ".join(b.label for b in message.buttons) + "]")
         if message.ask_location:
-            lines.append("   (/location VĨ_ĐỘ KINH_ĐỘ)")
+            lines.append("   " + self._texts.render("labels", key="console_location"))
         if message.photos:
-            lines.append(f"   ({len(message.photos)} ảnh)")
+            lines.append("   " + self._texts.render("labels", key="console_photos", count=len(message.photos)))
         self._out.write("\n".join(lines) + "\n> ")
         self._out.flush()
         return None

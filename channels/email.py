@@ -22,6 +22,7 @@ import aiosmtplib
 from aioimaplib import aioimaplib
 from PIL import Image, UnidentifiedImageError
 
+from bots.texts import Texts
 from channels import email_parse
 from channels.base import EventSink, PermanentFailure, RetryLater, Unreachable
 from normalizer.messages import Inbound, MediaRef, Outbound
@@ -49,7 +50,7 @@ class EmailChannel:
                  smtp_security: Literal["starttls", "ssl", "none"] = "starttls",
                  address: str, display_name: str, media_loader: MediaLoader,
                  max_attachment_bytes: int = 10_000_000, max_message_bytes: int = 11_000_000,
-                 poll_seconds: float = 60.0, default_subject: str = "Phản ánh hiện trường",
+                 poll_seconds: float = 60.0, default_subject: str | None = None,
                  imap_timeout: float = 60.0, smtp_timeout: float = 60.0,
                  reconnect_min_seconds: float = 1.0, reconnect_max_seconds: float = 300.0,
                  ssl_context: ssl.SSLContext | None = None) -> None:
@@ -61,7 +62,8 @@ class EmailChannel:
                          password=smtp_password or None, timeout=smtp_timeout,
                          use_tls=smtp_security == "ssl", start_tls=smtp_security == "starttls")
         self.address, self.display_name = address.lower(), display_name
-        self.media_loader, self.default_subject = media_loader, default_subject
+        self.media_loader = media_loader
+        self.default_subject = default_subject or Texts().render("email_subject")
         self.max_attachment_bytes, self.max_message_bytes = max_attachment_bytes, max_message_bytes
         self.poll_seconds = poll_seconds
         self.reconnect = (reconnect_min_seconds, reconnect_max_seconds)

@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 from starlette.routing import Route
 
+from bots.texts import Texts
 from channels.base import EventSink, PermanentFailure, RetryLater, WindowClosed
 from channels.http_media import download_capped
 from channels.maplinks import point_from_links
@@ -198,8 +199,7 @@ class ZaloChannel:
         if self._staff_alert is None or self._database is None:
             return
         channel, address = self._staff_alert
-        text = (f"⚠️ Zalo OA: làm mới access token thất bại ({reason}). Kênh Zalo không gửi được "
-                "tin cho đến khi cấp lại quyền OA và đặt ZALO_REFRESH_TOKEN mới.")
+        text = Texts().render("staff_zalo_token", reason=reason)
         key = f"alert:zalo-token:{self._clock():%Y%m%d%H}"
         await Store(self._database).outbox.enqueue(key, channel, address, Outbound(text=text, kind="notice"))
 
