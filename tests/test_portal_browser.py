@@ -12,6 +12,7 @@ from pathlib import Path
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 
 from channels.webapp import serve
@@ -45,6 +46,8 @@ def browse(url: str) -> dict[str, object]:
             box = driver.find_element(By.ID, "code")
             box.send_keys("PA-2026-000005")
             driver.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]").click()
+            # the search loads a new page: wait until the old one is gone before reading it
+            WebDriverWait(driver, 30).until(expected_conditions.staleness_of(box))
             seen["after_search"] = [a.get_attribute("id") for a in driver.find_elements(By.CSS_SELECTOR, "article.case")]
             seen["search_url"] = driver.current_url
             image = driver.find_element(By.CSS_SELECTOR, "article.case img")
