@@ -45,7 +45,7 @@ class Gateway:
                  max_body_bytes: int = 1_000_000, scheduler_seconds: float = 60.0,
                  open311_api_key: str | None = None,
                  idle_seconds: float = 0.5, outbox_max_attempts: int = 8, staff: StaffSetup | None = None,
-                 sla: SlaSettings = SlaSettings(), workers: int = 4,
+                 sla: SlaSettings = SlaSettings(), workers: int = 2,
                  flood: FloodLimits = FloodLimits()) -> None:
         self.database, self.policy, self.channels = database, policy, dict(channels)
         self.texts = texts or Texts()
@@ -66,11 +66,11 @@ class Gateway:
         if self.staff is not None:  # the staff group and members' private chats
             self.dispatcher.add(self.staff.claims, self.staff)
         self.pipeline = Pipeline(database, self.channels, self.dispatcher, self.media, limits,
-                                 flood=Limits(self.texts, flood))
+                                 flood=Limits(self.texts, flood), loops=workers)
         self.outbox = OutboxWorker(database, self.channels, max_attempts=outbox_max_attempts,
-                                   on_window_closed=self.agency.on_window_closed)
-        self.pipeline.on_queued = self.outbox.wakeup.set
-        self.workers = workers  # loops each of pipeline and outbox: overlap database round trips
+                                   on_window_closed=self.agency.on_window_closed, poll_seconds=idle_seconds)
+        self.pipeline.on_queued = self.outbox.accept
+        self.workers = workers  # loops each of pipeline and outbox: one batch's round trips overlap the next
         self.web_address, self.max_body_bytes, self.open311_api_key = web, max_body_bytes, open311_api_key
         self.scheduler_seconds, self.idle_seconds = scheduler_seconds, idle_seconds
         self.web: WebServer | None = None
@@ -79,6 +79,7 @@ class Gateway:
 
     async def start(self, workers: bool = True) -> None:
         """Start channels and web app; `workers=False` leaves processing to `drain` (replay)."""
+        await self.pipeline.recover()  # before anything new arrives: what the last run left comes first
         for name, channel in self.channels.items():
             await channel.start(self.pipeline.sink(name))
             log.info("channel %s started", name)
@@ -89,7 +90,6 @@ class Gateway:
             self.web = await serve(app, *self.web_address)
             log.info("web app on %s", self.web.url)
         if workers:
-            await self.pipeline.recover()
             await self.outbox.recover()
             self._start_workers()
 
@@ -106,7 +106,7 @@ class Gateway:
 
     async def drain(self) -> None:
         """Process every stored event and send every queued message (replay and tests)."""
-        while await self.pipeline.process_one() or await self.outbox.deliver_one():
+        while await self.pipeline.process() or await self.outbox.deliver():
             pass
 
     async def health(self) -> dict[str, Any]:
@@ -143,3 +143,4 @@ class Gateway:
         if self.web is not None:
             await self.web.stop()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.pipeline.sessions.close()

@@ -1,156 +1,272 @@
 """From a stored raw event to the bot's answer in the outbox, exactly once.
 
-The gateway gives each channel `sink(channel)` to store events before acknowledging
-them; `Pipeline.run` then claims stored events one by one, lets the channel parse them,
-resolves media, and runs the bot inside a transaction that also queues the replies and
-marks the event done. A crash anywhere before the commit leaves the event to be claimed
-again after its lease; a redelivered event is refused by the unique index at the sink.
+The gateway gives each channel `sink(channel)`: an event is stored before the platform is
+acknowledged (a group commit: one journaled insert for every event that arrived meanwhile)
+and handed to the pipeline in memory. `Pipeline.process` takes a batch of queued events of
+different senders, lets their channels parse them, resolves media, and runs the bot for
+every event of the batch inside one transaction that also queues the replies and marks the
+events done; the replies then reach the outbox in memory (`on_queued`). So a bot turn costs
+the database a share of a few batched writes, not round trips of its own.
+
+A crash before the commit leaves the events pending in the database, and the next start
+queues them again (`recover`); a redelivered event is refused by the unique index at the
+sink. One gateway process serves one database: the queue in memory is the list of work.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import random
-from typing import Any, Callable, Mapping
+from collections import defaultdict
+from typing import Any, Callable, Iterable, Mapping
 
+from bson import ObjectId
 from pymongo.errors import PyMongoError
 
-from bots.base import Bot, Delivery
+from bots.base import Bot
 from bots.limits import Limits
 from bots.texts import Texts
 from channels.base import Channel, EventSink
-from channels.outbox import run_worker
+from channels.work_queue import WorkQueue, run_worker
 from normalizer.media import MediaLimits, resolve_media
 from normalizer.messages import Inbound
+from store.conversations import ConversationBuffer, conversation_id
 from store.database import Database
+from store.group_commit import GroupCommit
 from store.media import MediaStore
-from store.models import InboundRecord
+from store.models import InboundRecord, OutboxItem
 from store.repos import Store, unit_of_work
-from store.retry import persist
+from store.sessions import OwnSessions
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
-TRANSACTION_TRIES = 8  # a write conflict between workers' transactions is retried at once
+TRANSACTION_TRIES = 8  # a write conflict with another transaction is retried at once
+BATCH = 64  # events per transaction at most
+Item = tuple[InboundRecord, Inbound]
+
+
+class AlreadyHandled(Exception):
+    """Some events of a batch were handled by a commit whose answer was lost: redo the rest."""
 
 
 class Pipeline:
     def __init__(self, database: Database, channels: Mapping[str, Channel], bot: Bot,
                  media: MediaStore, limits: MediaLimits = MediaLimits(),
-                 flood: Limits | None = None) -> None:
+                 flood: Limits | None = None, batch: int = BATCH, loops: int = 2) -> None:
         self.database = database
         self.channels = channels
         self.bot = bot
         self.media = media
         self.media_limits = limits
         self.limits = flood or Limits(Texts())
+        self.batch = batch
+        self.sessions = OwnSessions(database, "pipeline", loops)  # one per `run` loop
         self.wakeup = asyncio.Event()
-        self.on_queued: Callable[[], None] = lambda: None  # the gateway wakes the outbox here
-        self._claiming = asyncio.Lock()
-        self._busy: set[str] = set()  # senders with an event in hand: one at a time each
-        self._held: set[str] = set()  # senders whose event a crashed run held (see recover)
+        self.on_queued: Callable[[list[OutboxItem]], None] = lambda items: None  # the gateway: outbox.accept
+        self.queue: WorkQueue[InboundRecord] = WorkQueue(key=lambda r: r.id, owner=lambda r: (r.channel, r.sender))
+        self._inserts = GroupCommit(lambda events: Store(database).inbound.record_many(events))
 
     def sink(self, channel: str) -> EventSink:
         async def store_event(message_id: str, sender: str, payload: dict[str, Any]) -> bool:
-            new = await Store(self.database).inbound.record(channel, message_id, sender, payload)
-            if new:
-                self.wakeup.set()
-            return new
+            record = await self._inserts.submit((channel, message_id, sender, payload))
+            if record is None:  # known: a redelivery (or a first delivery whose 200 was lost)
+                await self._requeue_if_unfinished(channel, message_id)
+                return False
+            self._enqueue([record])
+            return True
         return store_event
 
-    async def process_one(self) -> bool:
-        """Claim and handle one stored event; False when there was nothing to do.
+    async def recover(self) -> None:
+        """Called by the gateway before anything arrives: end the transactions a killed
+        run left open, then queue what it stored and did not finish, oldest first."""
+        await self.sessions.open()
+        records = await Store(self.database).inbound.unfinished()
+        if records:
+            log.warning("pipeline: %d event(s) stored by the last run were not handled yet", len(records))
+            self._enqueue(records)
 
-        Several `run` loops may call this at once: claims are taken one at a time and skip
-        senders whose earlier event is still in hand, so each sender's events are handled
-        in order while different senders' events overlap their database round trips."""
-        async with self._claiming:
-            record = await Store(self.database).inbound.claim(exclude_senders=sorted(self._busy),
-                                                              hold_senders=sorted(self._held))
-            if record is None:
-                return False
-            self._busy.add(record.sender)
-        try:
-            await self._handle(record)
-        except PyMongoError:
-            await self._release(record)
-            raise
-        except Exception as exc:  # noqa: BLE001 - one bad event must not stop the loop
-            log.exception("event %s/%s failed", record.channel, record.message_id)
-            status = "failed" if record.attempts >= MAX_ATTEMPTS else "pending"
-            await Store(self.database).inbound.finish(record.id, status, f"{type(exc).__name__}: {exc}"[:300])
+    async def process(self) -> bool:
+        """Handle one batch of queued events; False when there was nothing to do. Several
+        `run` loops may call this at once: a sender in hand is skipped, so each sender's
+        events are handled in order."""
+        batch = self.queue.take(self.batch)
+        if not batch:
+            return False
+        try:  # a database error leaves the rest pending there, and first in line here
+            items = [item for record in batch if (item := await self._parse(record)) is not None]
+            await self._run(await self._with_media(items))
         finally:
-            self._busy.discard(record.sender)
-            self._held.discard(record.sender)  # its held event was the only one it could get
+            self.queue.release(batch)
+            self.wakeup.set()
         return True
 
-    async def recover(self) -> None:
-        """Called by the gateway at start: senders whose event a crashed run held wait until
-        that event is claimed again (after its lease), so their later events keep their order."""
-        self._held = set(await Store(self.database).inbound.in_hand())
-        if self._held:
-            log.warning("pipeline: %d sender(s) had an event in hand when the last run stopped", len(self._held))
+    def _enqueue(self, records: Iterable[InboundRecord]) -> None:
+        self.queue.add(records)
+        self.wakeup.set()
 
-    async def _release(self, record: InboundRecord) -> None:
-        """Hand a failed event back, retrying through a short outage while its sender stays
-        in hand (so its later events wait); after that, its lease expires instead."""
-        try:
-            await persist(lambda: Store(self.database).inbound.release(record.id))
-        except PyMongoError:
-            log.warning("event %s/%s left to its lease", record.channel, record.message_id)
+    async def _finish(self, record: InboundRecord, status: str, reason: str | None = None) -> None:
+        await Store(self.database).inbound.finish(record.id, status, reason)
+        self.queue.finish(record)
 
-    async def _handle(self, record: InboundRecord) -> None:
+    async def _parse(self, record: InboundRecord) -> Item | None:
+        """The event as an `Inbound`, or None once an event no bot is to see is finished."""
         channel = self.channels.get(record.channel)
         if channel is None:
-            await Store(self.database).inbound.finish(record.id, "failed", "channel not enabled")
-            return
+            await self._finish(record, "failed", "channel not enabled")
+            return None
         try:
             inbound = channel.parse(record.message_id, record.sender, record.payload)
         except Exception as exc:  # noqa: BLE001 - parse is pure: retrying the same payload cannot help
             log.exception("event %s/%s cannot be parsed", record.channel, record.message_id)
-            await Store(self.database).inbound.finish(record.id, "failed", f"unparseable: {exc!r}"[:300])
-            return
+            await self._finish(record, "failed", f"unparseable: {exc!r}"[:300])
+            return None
         if inbound is None:
             await self._skip(channel, record)
-            return
-        if inbound.media:  # the photo limit is per report, not per message
-            conv = await Store(self.database).conversations.get(inbound.channel, inbound.sender)
-            already = len(conv.draft.photos) if conv else 0
-            inbound = await resolve_media(inbound, channel.fetch_media, self.media, self.media_limits, already)
-        for attempt in range(1, TRANSACTION_TRIES + 1):
-            try:
-                deliveries = await self._transaction(record, inbound)
-                break
-            except PyMongoError as exc:  # another worker's transaction touched the same document
-                if attempt == TRANSACTION_TRIES or not exc.has_error_label("TransientTransactionError"):
-                    raise
-                await asyncio.sleep(random.uniform(0, 0.01 * 2 ** attempt))
-        if deliveries:
-            self.on_queued()
-
-    async def _transaction(self, record: InboundRecord, inbound: Inbound) -> list[Delivery]:
-        """The bot's turn (unless a limit stops it), its replies queued and the event
-        marked: all or nothing."""
-        async with unit_of_work(self.database) as store:
-            verdict = await self.limits.check(inbound, record.received_at, store)
-            if verdict is None:
-                status, deliveries = "done", await self.bot.handle(inbound, store)
-            else:
-                status, deliveries = verdict.status, verdict.deliveries
-            for n, d in enumerate(deliveries):
-                await store.outbox.enqueue(f"in:{record.id}:{n}", d.channel, d.address, d.message)
-            await store.inbound.finish(record.id, status)
-        return deliveries
+            return None
+        return record, inbound
 
     async def _skip(self, channel: Channel, record: InboundRecord) -> None:
-        store = Store(self.database)
         status, reason = getattr(channel, "skip_reason", lambda _: ("ignored", None))(record.payload)
         bounced = getattr(channel, "undeliverable", lambda _: None)(record.payload)
         if bounced:
-            await store.citizens.mark_unreachable(record.channel, bounced)
+            await Store(self.database).citizens.mark_unreachable(record.channel, bounced)
             log.info("%s: %s is undeliverable", record.channel, bounced)
-        await store.inbound.finish(record.id, status, reason)
+        await self._finish(record, status, reason)
+
+    async def _with_media(self, items: list[Item]) -> list[Item]:
+        """Photos fetched and stored before the transaction; the limit counts the photos
+        already in each report (one query for the batch)."""
+        with_media = [(r, i) for r, i in items if i.media]
+        if not with_media:
+            return items
+        drafts = ConversationBuffer(self.database, None)
+        await drafts.load(conversation_id(i.channel, i.sender) for _, i in with_media)
+
+        async def resolve(record: InboundRecord, inbound: Inbound) -> Inbound:
+            conv = await drafts.get(inbound.channel, inbound.sender)
+            channel = self.channels[record.channel]
+            already = len(conv.draft.photos) if conv else 0
+            return await resolve_media(inbound, channel.fetch_media, self.media, self.media_limits, already)
+        resolved = iter(await asyncio.gather(*(resolve(r, i) for r, i in with_media), return_exceptions=True))
+        ready: list[Item] = []
+        for record, inbound in items:
+            outcome = next(resolved) if inbound.media else inbound
+            if isinstance(outcome, PyMongoError):
+                raise outcome
+            if isinstance(outcome, Exception):
+                await self._failed(record, outcome)
+            else:
+                ready.append((record, outcome))
+        return ready
+
+    async def _run(self, items: list[Item]) -> None:
+        """Commit the batch; when a bot fails on one of its events, each event alone, so one
+        bad event cannot hold the others back."""
+        if not items:
+            return
+        try:
+            replies = await self._commit(items)
+        except PyMongoError as exc:  # a conflict that outlasted the retries (a dead run's transaction)
+            if len(items) == 1 or not exc.has_error_label("TransientTransactionError"):
+                raise
+            await self._one_by_one(items)
+            return
+        except Exception as exc:  # noqa: BLE001 - one bad event must not stop the loop
+            if len(items) == 1:
+                await self._failed(items[0][0], exc)
+                return
+            await self._one_by_one(items)
+            return
+        for record, _ in items:
+            self.queue.finish(record)
+        if replies:
+            self.on_queued(replies)
+
+    async def _one_by_one(self, items: list[Item]) -> None:
+        """Each event in a transaction of its own: the others go on when one is in conflict."""
+        conflict: PyMongoError | None = None
+        for item in items:
+            try:
+                await self._run([item])
+            except PyMongoError as exc:
+                if not exc.has_error_label("TransientTransactionError"):
+                    raise
+                conflict = exc
+        if conflict is not None:
+            raise conflict
+
+    async def _commit(self, items: list[Item]) -> list[OutboxItem]:
+        """The transaction, retried after a write conflict; events that a lost commit already
+        handled are dropped from it, never redone."""
+        for attempt in range(1, TRANSACTION_TRIES + 1):
+            try:
+                return await self._transaction(items)
+            except AlreadyHandled:
+                items = await self._still_pending(items)
+                if not items:
+                    return []
+            except PyMongoError as exc:
+                if attempt == TRANSACTION_TRIES or not exc.has_error_label("TransientTransactionError"):
+                    raise
+                await asyncio.sleep(random.uniform(0, 0.01 * 2 ** attempt))
+        return await self._transaction(items)
+
+    async def _transaction(self, items: list[Item]) -> list[OutboxItem]:
+        """Every bot turn of the batch (unless a limit stops it), its replies queued and its
+        events marked: all or nothing."""
+        async with self.sessions.session() as session, \
+                unit_of_work(self.database, buffered=True, session=session) as store:
+            assert store.buffer is not None
+            await store.buffer.load(conversation_id(i.channel, i.sender) for _, i in items)
+            replies: list[OutboxItem] = []
+            finished: dict[str, list[ObjectId]] = defaultdict(list)
+            for record, inbound in items:
+                verdict = await self.limits.check(inbound, record.received_at, store)
+                if verdict is None:
+                    status, deliveries = "done", await self.bot.handle(inbound, store)
+                else:
+                    status, deliveries = verdict.status, verdict.deliveries
+                replies += [OutboxItem(_id=f"in:{record.id}:{n}", channel=d.channel, address=d.address,
+                                       message=d.message) for n, d in enumerate(deliveries)]
+                finished[status].append(record.id)
+                await asyncio.sleep(0)  # a turn may run without any I/O: let webhooks be answered between turns
+            await store.outbox.enqueue_claimed(replies)
+            marked = [await store.inbound.finish_many(ids, status) for status, ids in finished.items()]
+            if sum(marked) < len(items):
+                raise AlreadyHandled
+        return replies
+
+    async def _still_pending(self, items: list[Item]) -> list[Item]:
+        store, pending = Store(self.database), []
+        for record, inbound in items:
+            stored = await store.inbound.get(record.channel, record.message_id)
+            if stored is not None and stored.status in ("pending", "processing"):
+                pending.append((record, inbound))
+            else:
+                log.warning("event %s/%s was handled by a commit whose answer was lost",
+                            record.channel, record.message_id)
+                self.queue.finish(record)
+        return pending
+
+    async def _failed(self, record: InboundRecord, exc: Exception) -> None:
+        """A bot (or a media download) failed on this event: tried again next, up to
+        MAX_ATTEMPTS times, then failed for good."""
+        log.error("event %s/%s failed", record.channel, record.message_id, exc_info=exc)
+        record.attempts += 1
+        reason = f"{type(exc).__name__}: {exc}"[:300]
+        if record.attempts >= MAX_ATTEMPTS:
+            await self._finish(record, "failed", reason)
+            return
+        await Store(self.database).inbound.finish(record.id, "pending", reason)
+        self.queue.again(record)
+
+    async def _requeue_if_unfinished(self, channel: str, message_id: str) -> None:
+        """A redelivered event whose first delivery was stored but not acknowledged (the
+        write's answer was lost): queue it unless it is handled or held already."""
+        record = await Store(self.database).inbound.get(channel, message_id)
+        if record is not None and record.status in ("pending", "processing") and not self.queue.knows(record.id):
+            self._enqueue([record])
 
     async def run(self, stop: asyncio.Event, idle_seconds: float = 0.5) -> None:
-        await run_worker(self.process_one, stop, self.wakeup, idle_seconds, "pipeline")
-
+        await run_worker(self.process, stop, self.wakeup, idle_seconds, "pipeline")

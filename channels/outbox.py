@@ -1,22 +1,28 @@
 """The outbox worker: sends what the bots queued, with retries, and records the outcome.
 
-Started by the gateway beside the pipeline. Each item is claimed with a lease, sent
-through its channel, and marked; a failed send is retried with exponential backoff (or
-the platform's Retry-After); a closed messaging window is handed to `on_window_closed`
-so the agency loop can fall back to another route instead of dropping the message.
+Started by the gateway beside the pipeline. The pipeline hands over the replies it just
+committed (`accept`, already leased to this worker in the database); anything else queued
+(agency loop, scheduler, staff, retries that came due) is claimed from the database with a
+lease. A batch of items for different addresses is sent at once and the sent marks are
+written together (a group commit); a failed send is retried with exponential backoff (or
+the platform's Retry-After); a closed messaging window is handed to `on_window_closed` so
+the agency loop can fall back to another route instead of dropping the message.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from datetime import timedelta
 from typing import Awaitable, Callable, Mapping
 
 from pymongo.errors import PyMongoError
 
 from channels.base import Channel, PermanentFailure, RetryLater, Unreachable, WindowClosed
+from channels.work_queue import WorkQueue, run_worker
 from normalizer.messages import utcnow
 from store.database import Database
+from store.group_commit import GroupCommit
 from store.models import OutboxItem
 from store.repos import Store
 from store.retry import persist
@@ -24,6 +30,7 @@ from store.retry import persist
 log = logging.getLogger(__name__)
 
 WindowClosedHook = Callable[[OutboxItem], Awaitable[None]]
+BATCH = 64  # sends in flight at most
 
 
 def backoff(attempt: int, base: float = 2.0, cap: float = 900.0) -> float:
@@ -32,29 +39,55 @@ def backoff(attempt: int, base: float = 2.0, cap: float = 900.0) -> float:
 
 class OutboxWorker:
     def __init__(self, database: Database, channels: Mapping[str, Channel], *,
-                 max_attempts: int = 8, on_window_closed: WindowClosedHook | None = None) -> None:
+                 max_attempts: int = 8, on_window_closed: WindowClosedHook | None = None,
+                 poll_seconds: float = 0.5, batch: int = BATCH) -> None:
         self.database = database
         self.channels = channels
         self.max_attempts = max_attempts
         self.on_window_closed = on_window_closed
-        self.wakeup = asyncio.Event()  # set by the pipeline when it queued something
-        self._claiming = asyncio.Lock()
-        self._busy: set[str] = set()  # addresses being sent to: their messages stay in order
+        self.poll_seconds, self.batch = poll_seconds, batch
+        self.wakeup = asyncio.Event()  # set when the pipeline handed something over
+        self.queue: WorkQueue[OutboxItem] = WorkQueue(key=lambda i: i.id, owner=lambda i: (i.channel, i.address))
+        self._sent = GroupCommit(lambda marks: Store(database).outbox.mark_sent_many(marks))
+        self._polled_at = float("-inf")
 
-    async def deliver_one(self) -> bool:
-        """Claim, send and mark one item; several `run` loops may call it at once, never
-        two for the same address, so a citizen's replies arrive in the order queued."""
-        store = Store(self.database)
-        async with self._claiming:
-            item = await store.outbox.claim(exclude_addresses=sorted(self._busy))
-            if item is None:
-                return False
-            self._busy.add(item.address)
+    def accept(self, items: list[OutboxItem]) -> None:
+        """Called by the pipeline after its commit: replies leased to this worker already."""
+        self.queue.add(items)
+        self.wakeup.set()
+
+    async def deliver(self) -> bool:
+        """Send one batch: the replies handed over, and what is due in the database (looked
+        for when nothing was handed over, or every `poll_seconds` under load). Several `run`
+        loops may call it at once, never two for the same address, so a citizen's replies
+        arrive in the order queued. False when there was nothing to send."""
+        if not len(self.queue) or time.monotonic() - self._polled_at > self.poll_seconds:
+            self._polled_at = time.monotonic()
+            await self._claim()
+        batch = self.queue.take(self.batch)
+        if not batch:
+            return False
         try:
-            await self._deliver(store, item)
+            outcomes = await asyncio.gather(*(self._deliver(Store(self.database), i) for i in batch),
+                                            return_exceptions=True)
+            for item, outcome in zip(batch, outcomes):
+                if not isinstance(outcome, BaseException):
+                    self.queue.finish(item)
         finally:
-            self._busy.discard(item.address)
+            self.queue.release(batch)
+            self.wakeup.set()
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
         return True
+
+    async def _claim(self) -> None:
+        """Lease an item due in the database and queue it behind its address's others (one
+        held here already, claimed again after its lease, is not queued twice)."""
+        busy = sorted({address for _, address in self.queue.busy_owners()})
+        item = await Store(self.database).outbox.claim(exclude_addresses=busy)
+        if item is not None:
+            self.queue.add([item])
 
     async def _deliver(self, store: Store, item: OutboxItem) -> None:
         channel = self.channels.get(item.channel)
@@ -77,12 +110,12 @@ class OutboxWorker:
         except Exception as exc:  # noqa: BLE001 - network errors and channel bugs alike retry
             await self._retry(store, item, f"{type(exc).__name__}: {exc}", None)
         else:
-            await self._mark_sent(store, item, platform_id)
+            await self._mark_sent(item, platform_id)
 
-    async def _mark_sent(self, store: Store, item: OutboxItem, platform_id: str | None) -> None:
+    async def _mark_sent(self, item: OutboxItem, platform_id: str | None) -> None:
         """The message is out: a database outage now must not make it go out twice, so the
         mark is retried (~30 s) before the lease is left to expire (then it is resent)."""
-        await persist(lambda: store.outbox.mark(item.id, "sent", platform_id=platform_id))
+        await persist(lambda: self._sent.submit((item.id, platform_id)))
 
     async def recover(self) -> None:
         """Called by the gateway at start: resend what a crashed run left half-sent."""
@@ -99,29 +132,4 @@ class OutboxWorker:
         await store.outbox.mark(item.id, "pending", error=error, retry_at=utcnow() + timedelta(seconds=delay))
 
     async def run(self, stop: asyncio.Event, idle_seconds: float = 0.5) -> None:
-        await run_worker(self.deliver_one, stop, self.wakeup, idle_seconds, "outbox")
-
-
-async def run_worker(step: Callable[[], Awaitable[bool]], stop: asyncio.Event, wakeup: asyncio.Event,
-                     idle_seconds: float, name: str) -> None:
-    """The loop of the pipeline's and the outbox's workers: `step` until there is nothing to do,
-    then sleep until woken, stopped or `idle_seconds` pass; a database outage only pauses it."""
-    while not stop.is_set():
-        wakeup.clear()  # before the claim: a wake-up after it is not lost
-        try:
-            busy = await step()
-        except PyMongoError as exc:
-            log.warning("database unavailable in %s: %s", name, str(exc).splitlines()[0])
-            busy = False
-        if not busy:
-            await wait_any(stop, wakeup, idle_seconds)
-
-
-async def wait_any(stop: asyncio.Event, wakeup: asyncio.Event, timeout: float) -> None:
-    """Called by an idle worker loop: return on stop, on new work, or after `timeout`."""
-    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wakeup.wait())]
-    try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waiters:
-            w.cancel()
+        await run_worker(self.deliver, stop, self.wakeup, idle_seconds, "outbox")

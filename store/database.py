@@ -62,8 +62,7 @@ def _redact(uri: str) -> str:
 
 # Collections written inside transactions: created up front, because a collection created
 # implicitly by a transaction's first insert makes concurrent transactions conflict.
-TRANSACTIONAL = ("inbound", "outbox", "conversations", "citizens", "reflections", "counters", "audit",
-                 "rates")
+TRANSACTIONAL = ("inbound", "outbox", "conversations", "citizens", "reflections", "counters", "audit")
 
 
 async def ensure_indexes(db: AsyncDatabase) -> None:
@@ -88,6 +87,5 @@ async def ensure_indexes(db: AsyncDatabase) -> None:
     await db.citizens.create_index("phone", unique=True, sparse=True)
     await db.citizens.create_index([("identities.channel", ASCENDING), ("identities.address", ASCENDING)])
     await db.conversations.create_index([("expires_at", ASCENDING)])
-    await db.rates.create_index("expires_at", expireAfterSeconds=0)  # bots.limits: old minutes go
     await db.audit.create_index([("reflection_code", ASCENDING), ("at", ASCENDING)])
     await db.agencies.create_index("agency_id", unique=True)

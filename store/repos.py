@@ -6,20 +6,21 @@ session by `unit_of_work`) and call these typed methods.
 from __future__ import annotations
 
 import uuid
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any, AsyncIterator, Sequence
 
 from bson import ObjectId
-from pymongo import ReturnDocument, WriteConcern
+from pymongo import ReturnDocument, UpdateOne, WriteConcern
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from normalizer.messages import Outbound, utcnow
 from store.base import Repo
+from store.conversations import ConversationBuffer, ConversationRepo
 from store.database import Database
-from store.models import AuditEntry, Citizen, Conversation, Identity, InboundRecord, OutboxItem
+from store.models import AuditEntry, Citizen, Identity, InboundRecord, OutboxItem
 from store.public import PublicReads
 from store.reflections import ReflectionRepo
 from store.report_runs import ReportRunRepo
@@ -28,6 +29,8 @@ from store.safe import plain
 
 
 JOURNALED = WriteConcern(j=True)
+DUPLICATE_KEY = 11000
+OUTBOX_LEASE = timedelta(seconds=120)
 
 
 def _journaled(collection: AsyncCollection, session: AsyncClientSession | None) -> AsyncCollection:
@@ -52,49 +55,52 @@ class InboundRepo(Repo):
     """Raw events from the channels: stored before the platform is acknowledged."""
 
     async def record(self, channel: str, message_id: str, sender: str, payload: dict[str, Any]) -> bool:
-        doc = {"channel": plain(channel), "message_id": plain(message_id), "sender": plain(sender),
-               "payload": payload, "status": "pending", "attempts": 0, "received_at": utcnow()}
-        try:  # journaled: the platform hears 200 only for what survives a server crash
-            await _journaled(self.db.inbound, self.s).insert_one(doc, session=self.s)
-        except DuplicateKeyError:
-            return False
-        return True
+        """One event stored (Open311 intake, inside its own transaction); False if known."""
+        return (await self.record_many([(channel, message_id, sender, payload)]))[0] is not None
+
+    async def record_many(self, events: Sequence[tuple[str, str, str, dict[str, Any]]]) -> list[InboundRecord | None]:
+        """Called by the pipeline's sink with every event that arrived meanwhile: one journaled
+        write (the platform hears 200 only for what survives a server crash); per event its
+        new record, or None when that (channel, message id) was stored before."""
+        now = utcnow()
+        docs = [{"channel": plain(channel), "message_id": plain(message_id), "sender": plain(sender),
+                 "payload": payload, "status": "pending", "attempts": 0, "received_at": now}
+                for channel, message_id, sender, payload in events]
+        known: set[int] = set()
+        try:
+            await _journaled(self.db.inbound, self.s).insert_many(docs, ordered=False, session=self.s)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            known = {e["index"] for e in errors}
+        return [None if n in known else InboundRecord.model_validate(doc) for n, doc in enumerate(docs)]
 
     async def get(self, channel: str, message_id: str) -> InboundRecord | None:
         """The stored event (raw payload included): the agency mail's attachments
-        (`replies.agency_bot`), the Open311 request just recorded (`portal.open311`)."""
+        (`replies.agency_bot`), the Open311 request just recorded (`portal.open311`), a
+        redelivered event the pipeline may not hold (`bots.pipeline`)."""
         doc = await self.db.inbound.find_one({"channel": plain(channel), "message_id": plain(message_id)},
                                              session=self.s)
         return InboundRecord.model_validate(doc) if doc else None
 
-    async def claim(self, lease: timedelta = timedelta(seconds=60), exclude_senders: Sequence[str] = (),
-                    hold_senders: Sequence[str] = ()) -> InboundRecord | None:
-        """The oldest event ready to handle, leased. `exclude_senders` are in hand here;
-        `hold_senders` had an event in hand when a previous run died: only that event (once
-        its lease expires) may be claimed for them, so their later events do not overtake it."""
-        now = utcnow()
-        take = {"$set": {"status": "processing", "lease_until": now + lease}, "$inc": {"attempts": 1}}
-        doc = await _claim_oldest(self.db.inbound, {"status": "processing", "lease_until": {"$lt": now}},
-                                  "received_at", "sender", set(exclude_senders), take, self.s)
-        doc = doc or await _claim_oldest(self.db.inbound, {"status": "pending"}, "received_at", "sender",
-                                         {*exclude_senders, *hold_senders}, take, self.s)
-        return InboundRecord.model_validate(doc) if doc else None
+    async def unfinished(self) -> list[InboundRecord]:
+        """At start: the events a previous run stored but did not finish, oldest first."""
+        cursor = self.db.inbound.find({"status": {"$in": ["pending", "processing"]}}, session=self.s)
+        return [InboundRecord.model_validate(d) async for d in cursor.sort("received_at", 1)]
 
-    async def in_hand(self) -> list[str]:
-        """Senders with an event being processed (read only: a dead run's transaction may
-        still hold those documents until the server expires it)."""
-        return await self.db.inbound.distinct("sender", {"status": "processing"}, session=self.s)
-
-    async def release(self, record_id: ObjectId) -> None:
-        """Give a claimed event back (its transaction failed) without waiting for the lease."""
-        await self.db.inbound.update_one({"_id": record_id, "status": "processing"},
-                                         {"$set": {"status": "pending"}, "$unset": {"lease_until": ""}},
-                                         session=self.s)
+    async def finish_many(self, record_ids: Sequence[ObjectId], status: str, reason: str | None = None) -> int:
+        """Mark pending events handled; how many were still pending (fewer means another
+        commit, whose answer was lost, already handled some: the caller must not redo them)."""
+        result = await self.db.inbound.update_many(
+            {"_id": {"$in": list(record_ids)}, "status": {"$in": ["pending", "processing"]}},
+            {"$set": {"status": status, "reason": reason, "done_at": utcnow()}}, session=self.s)
+        return result.modified_count
 
     async def finish(self, record_id: ObjectId, status: str, reason: str | None = None) -> None:
         await self.db.inbound.update_one(
-            {"_id": record_id}, {"$set": {"status": status, "reason": reason, "done_at": utcnow()},
-                                 "$unset": {"lease_until": ""}}, session=self.s)
+            {"_id": record_id}, {"$set": {"status": status, "reason": reason, "done_at": utcnow()}},
+            session=self.s)
 
     async def count(self, **filters: str) -> int:
         return await self.db.inbound.count_documents({k: plain(v) for k, v in filters.items()},
@@ -112,7 +118,18 @@ class OutboxRepo(Repo):
             return False
         return True
 
-    async def claim(self, lease: timedelta = timedelta(seconds=120),
+    async def enqueue_claimed(self, items: Sequence[OutboxItem], lease: timedelta = OUTBOX_LEASE) -> None:
+        """The pipeline's replies, in its transaction: one write, already leased to this
+        gateway's outbox (which gets them in memory), so the outbox's own claims skip them."""
+        if not items:
+            return
+        until = utcnow() + lease
+        for item in items:
+            item.status, item.attempts = "sending", 1
+        docs = [{**i.model_dump(by_alias=True, mode="python"), "lease_until": until} for i in items]
+        await self.db.outbox.insert_many(docs, session=self.s)
+
+    async def claim(self, lease: timedelta = OUTBOX_LEASE,
                     exclude_addresses: Sequence[str] = ()) -> OutboxItem | None:
         """The next item due, leased; `exclude_addresses` are being sent to already."""
         now = utcnow()
@@ -132,14 +149,24 @@ class OutboxRepo(Repo):
         return result.modified_count
 
     async def mark(self, key: str, status: str, *, error: str | None = None,
-                   retry_at: datetime | None = None, platform_id: str | None = None) -> None:
+                   retry_at: datetime | None = None) -> None:
+        """An outcome other than "sent" (`mark_sent_many`): retry later, or given up on."""
         fields: dict[str, Any] = {"status": status, "last_error": error}
         if retry_at is not None:
             fields["next_attempt_at"] = retry_at
-        if status == "sent":
-            fields.update(sent_at=utcnow(), platform_message_id=platform_id)
-        await _journaled(self.db.outbox, self.s).update_one(  # a lost "sent" would send twice
-            {"_id": key}, {"$set": fields, "$unset": {"lease_until": ""}}, session=self.s)
+        await self.db.outbox.update_one({"_id": key}, {"$set": fields, "$unset": {"lease_until": ""}},
+                                        session=self.s)
+
+    async def mark_sent_many(self, sent: Sequence[tuple[str, str | None]]) -> list[None]:
+        """Called by the outbox's group commit with every (key, platform id) sent meanwhile:
+        one journaled write (a lost "sent" would send twice)."""
+        now = utcnow()
+        await _journaled(self.db.outbox, self.s).bulk_write(
+            [UpdateOne({"_id": key}, {"$set": {"status": "sent", "last_error": None, "sent_at": now,
+                                                "platform_message_id": platform_id},
+                                       "$unset": {"lease_until": ""}}) for key, platform_id in sent],
+            ordered=False, session=self.s)
+        return [None] * len(sent)
 
     async def list(self, **filters: str) -> list[OutboxItem]:
         cursor = self.db.outbox.find({k: plain(v) for k, v in filters.items()}, session=self.s)
@@ -155,48 +182,6 @@ class OutboxRepo(Repo):
             await self.db.outbox.update_many({"_id": {"$in": [i.id for i in items]}},
                                              {"$set": {"staff_told": True}}, session=self.s)
         return items
-
-
-class ConversationRepo(Repo):
-    async def get(self, channel: str, sender: str) -> Conversation | None:
-        doc = await self.db.conversations.find_one({"_id": f"{plain(channel)}:{plain(sender)}"},
-                                                   session=self.s)
-        return Conversation.model_validate(doc) if doc else None
-
-    async def save(self, conv: Conversation) -> None:
-        conv.updated_at = utcnow()
-        doc = conv.model_dump(by_alias=True, mode="python")
-        del doc["_id"]  # $set, not replace: keeps the turn count that bots.limits keeps beside it
-        await self.db.conversations.update_one({"_id": conv.id}, {"$set": doc}, upsert=True, session=self.s)
-
-    async def count_turn(self, channel: str, sender: str) -> tuple[int, str]:
-        """Count one more message in the open conversation: (turns so far, its language);
-        (0, "vi") when none is open. Called by bots.limits for the conversation length cap."""
-        doc = await self.db.conversations.find_one_and_update(
-            {"_id": f"{plain(channel)}:{plain(sender)}"}, {"$inc": {"turns": 1}},
-            projection={"turns": 1, "language": 1}, return_document=ReturnDocument.AFTER, session=self.s)
-        return (doc["turns"], doc.get("language") or "vi") if doc else (0, "vi")
-
-    async def delete(self, conv_id: str) -> None:
-        await self.db.conversations.delete_one({"_id": plain(conv_id)}, session=self.s)
-
-    async def expired(self, now: datetime, limit: int = 100) -> list[Conversation]:
-        cursor = self.db.conversations.find(
-            {"expires_at": {"$lte": now}, "expiry_notified": False}, session=self.s).limit(limit)
-        return [Conversation.model_validate(d) async for d in cursor]
-
-
-class RateRepo(Repo):
-    """Messages per (channel, sender) per minute, for the flood limit (bots.limits)."""
-
-    async def hit(self, channel: str, sender: str, at: datetime) -> int:
-        """Count one message in the minute of `at`; the count so far in that minute."""
-        minute = at.replace(second=0, microsecond=0)
-        doc = await self.db.rates.find_one_and_update(
-            {"_id": f"{plain(channel)}:{plain(sender)}:{minute:%Y%m%d%H%M}"},
-            {"$inc": {"n": 1}, "$setOnInsert": {"expires_at": minute + timedelta(minutes=2)}},
-            upsert=True, return_document=ReturnDocument.AFTER, session=self.s)
-        return doc["n"]
 
 
 class CitizenRepo(Repo):
@@ -246,14 +231,16 @@ class AuditRepo(Repo):
 
 
 class Store:
-    """The repositories, all bound to the same (optional) transaction session."""
+    """The repositories, all bound to the same (optional) transaction session. `buffered`
+    (the pipeline's batches) keeps conversations in memory until `flush`."""
 
-    def __init__(self, database: Database, session: AsyncClientSession | None = None) -> None:
+    def __init__(self, database: Database, session: AsyncClientSession | None = None,
+                 buffered: bool = False) -> None:
         self.database = database
         self.inbound = InboundRepo(database, session)
         self.outbox = OutboxRepo(database, session)
-        self.conversations = ConversationRepo(database, session)
-        self.rates = RateRepo(database, session)
+        self.buffer = ConversationBuffer(database, session) if buffered else None
+        self.conversations = self.buffer or ConversationRepo(database, session)
         self.citizens = CitizenRepo(database, session)
         self.reflections = ReflectionRepo(database, session)
         self.audit = AuditRepo(database, session)
@@ -263,8 +250,15 @@ class Store:
 
 
 @asynccontextmanager
-async def unit_of_work(database: Database) -> AsyncIterator[Store]:
-    """A `Store` whose writes commit together or not at all."""
-    async with database.client.start_session() as session:
+async def unit_of_work(database: Database, buffered: bool = False,
+                       session: AsyncClientSession | None = None) -> AsyncIterator[Store]:
+    """A `Store` whose writes commit together or not at all; on `session` if one is given
+    (the pipeline's own, `store.sessions`), else on a new one."""
+    async with AsyncExitStack() as stack:
+        if session is None:
+            session = await stack.enter_async_context(database.client.start_session())
         async with await session.start_transaction(write_concern=JOURNALED):  # durable before sent
-            yield Store(database, session)
+            store = Store(database, session, buffered)
+            yield store
+            if store.buffer is not None:
+                await store.buffer.flush()

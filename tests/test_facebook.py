@@ -208,7 +208,7 @@ async def test_outside_the_window_a_tag_or_window_closed(
         closed.append(item.id)
     await ReplyWindows(database).touch("facebook", "old-user", utcnow() - timedelta(days=9))
     await Store(database).outbox.enqueue("res-1", "facebook", "old-user", Outbound(text="Kết quả", kind="result"))
-    await OutboxWorker(database, {"facebook": channel}, on_window_closed=fallback).deliver_one()
+    await OutboxWorker(database, {"facebook": channel}, on_window_closed=fallback).deliver()
     [item] = await Store(database).outbox.list(channel="facebook")
     assert item.status == "window_closed" and closed == ["res-1"]
 
@@ -230,11 +230,11 @@ async def test_429_is_retried_by_the_outbox(fake: FakeGraphAPI, channel: Faceboo
     fake.fail(429, 4, None, retry_after=1)
     await Store(database).outbox.enqueue("r-1", "facebook", PSID, Outbound(text="Xin chào"))
     worker = OutboxWorker(database, {"facebook": channel})
-    await worker.deliver_one()
+    await worker.deliver()
     [item] = await Store(database).outbox.list()
     assert item.status == "pending" and item.next_attempt_at > utcnow()
     await database.db.outbox.update_one({"_id": "r-1"}, {"$set": {"next_attempt_at": utcnow()}})
-    await worker.deliver_one()
+    await worker.deliver()
     [item] = await Store(database).outbox.list()
     assert item.status == "sent" and item.platform_message_id == "m_2"
 

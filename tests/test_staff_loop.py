@@ -17,6 +17,7 @@ from bots.staff_cli import run_cli
 from bots.texts import Texts
 from cases.lifecycle import SYSTEM, Actor, transition
 from channels.replay import ReplayChannel
+from normalizer.messages import utcnow
 from replies.loop import make_loop
 from store.repos import Store, unit_of_work
 from tests.chat import CHANNELS, IMAGES, Citizen, Clock, quang_nam
@@ -75,6 +76,7 @@ async def scenario_return_to_ioc(say: Say, gw: Gateway) -> None:
 
 
 async def scenario_duplicates_confirmed_and_split(say: Say, gw: Gateway) -> None:
+    gw.clock.now = utcnow()  # filed just before the citizens write (their messages carry the real time)
     existing = await file_case(gw, POTHOLE, sender="d0")
     for sender in ("d1", "d2"):
         citizen = Citizen(gw, "zalo", sender)

@@ -26,12 +26,18 @@ async def test_same_inbound_message_twice_is_stored_once(database):
     assert await store.inbound.count(channel="zalo") == 1
 
 
-async def test_claimed_inbound_is_not_claimed_twice(database):
+async def test_events_stored_together_keep_one_copy_each_and_finish_once(database):
     store = Store(database)
     await store.inbound.record("zalo", "m-1", "u1", {})
-    first = await store.inbound.claim()
-    assert first is not None and first.message_id == "m-1"
-    assert await store.inbound.claim() is None
+    records = await store.inbound.record_many([("zalo", "m-1", "u1", {}), ("zalo", "m-2", "u1", {"n": 2}),
+                                               ("zalo", "m-2", "u1", {"n": 2}), ("telegram", "m-1", "u2", {})])
+    assert [r and r.message_id for r in records] == [None, "m-2", None, "m-1"]
+    assert await store.inbound.count() == 3
+    assert [r.message_id for r in await store.inbound.unfinished()] == ["m-1", "m-2", "m-1"]
+    ids = [r.id for r in records if r]
+    assert await store.inbound.finish_many(ids, "done") == 2
+    assert await store.inbound.finish_many(ids, "done") == 0  # a second commit must not redo them
+    assert [r.channel for r in await store.inbound.unfinished()] == ["zalo"]
 
 
 async def test_photo_round_trip_through_gridfs_keeps_type_and_size(database):

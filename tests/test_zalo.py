@@ -222,7 +222,7 @@ async def test_window_closed_is_reported_and_marked_in_the_outbox(
     await ReplyWindows(database).touch("zalo", "silent-user", utcnow() - timedelta(days=8))
     await Store(database).outbox.enqueue("result-1", "zalo", "silent-user", Outbound(text="Kết quả", kind="result"))
     calls = len(fake.calls)
-    assert await worker.deliver_one()
+    assert await worker.deliver()
     [item] = await Store(database).outbox.list(channel="zalo")
     assert item.status == "window_closed" and closed == ["result-1"]
     assert len(fake.calls) == calls  # after 7 days of silence Zalo is not even asked
@@ -234,11 +234,11 @@ async def test_rate_limit_and_server_errors_are_retried(
     fake.fail("/v3.0/oa/message/cs", error, status=status)
     await Store(database).outbox.enqueue("r-1", "zalo", CITIZEN, Outbound(text="Xin chào"))
     worker = OutboxWorker(database, {"zalo": channel})
-    await worker.deliver_one()
+    await worker.deliver()
     [item] = await Store(database).outbox.list()
     assert item.status == "pending" and item.next_attempt_at > utcnow()
     await database.db.outbox.update_one({"_id": "r-1"}, {"$set": {"next_attempt_at": utcnow()}})
-    await worker.deliver_one()
+    await worker.deliver()
     [item] = await Store(database).outbox.list()
     assert item.status == "sent" and fake.sent()[-1]["text"] == "Xin chào"
 
