@@ -31,6 +31,8 @@ from pymongo import AsyncMongoClient
 from bench.citizens import BenchTelegramAPI, Pacer, Tally, citizen
 from store.embedded import EmbeddedServer, free_port
 
+CITIZENS_PER_CLIENT = 10
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -87,10 +89,19 @@ async def store_counts(uri: str, database: str, settle: float) -> dict[str, Any]
         "outbox": {d["_id"]: d["n"] async for d in await db.outbox.aggregate(
             [{"$group": {"_id": "$status", "n": {"$sum": 1}}}])},
         "reports": await db.reflections.count_documents({}),
+        "handled_ms": await _spans(db.inbound, "received_at", "done_at"),
+        "sent_ms": await _spans(db.outbox, "created_at", "sent_at"),
         "conversations_open": await db.conversations.count_documents({}),
     }
     await client.close()
     return counts
+
+
+async def _spans(collection: Any, start: str, end: str) -> dict[str, float]:
+    """p50/p95 of `end - start` in ms: how long events waited to be handled, replies to be sent."""
+    ms = [(d[end] - d[start]).total_seconds() * 1000 async for d in collection.find(
+        {end: {"$exists": True}}, {start: 1, end: 1})]
+    return {"p50": round(percentile(ms, 0.5), 1), "p95": round(percentile(ms, 0.95), 1)}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -106,12 +117,19 @@ async def load(args: argparse.Namespace, uri: str) -> dict[str, Any]:
     profiler = _start_profiler(args.profile, proc.pid)
     tally = Tally()
     try:
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=30) as client:
-            deadline = time.perf_counter() + args.duration
-            pacer = Pacer(args.rate)
-            await asyncio.gather(*(citizen(n, client, api, tally, pacer, deadline)
+        # Small pools: httpx looks at every pooled connection for each request, so one client
+        # with a connection per citizen spent more CPU here than the gateway did.
+        clients = [httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30,
+                                     limits=httpx.Limits(max_connections=CITIZENS_PER_CLIENT))
+                   for _ in range(0, args.citizens, CITIZENS_PER_CLIENT)]
+        deadline = time.perf_counter() + args.duration
+        pacer = Pacer(args.rate)
+        try:
+            await asyncio.gather(*(citizen(n, clients[n // CITIZENS_PER_CLIENT], api, tally, pacer, deadline)
                                    for n in range(args.citizens)))
+        finally:
+            for client in clients:
+                await client.aclose()
         counts = await store_counts(uri, database, settle=30)
     finally:
         if profiler is not None:
@@ -142,7 +160,8 @@ def _figures(tally: Tally, counts: dict[str, Any], api: BenchTelegramAPI, elapse
         "ack_ms_p50": round(percentile(ms, 0.50), 1), "ack_ms_p95": round(percentile(ms, 0.95), 1),
         "ack_ms_p99": round(percentile(ms, 0.99), 1), "ack_ms_mean": round(statistics.fmean(ms), 1) if ms else None,
         "reports_finished": tally.reports_finished, "reports_stored": counts["reports"],
-        "replies_sent": counts["outbox"].get("sent", 0), "replies_received": sum(api.replies.values()),
+        "replies_sent": counts["outbox"].get("sent", 0),
+        "handled_ms": counts["handled_ms"], "sent_ms": counts["sent_ms"], "replies_received": sum(api.replies.values()),
         "errors": errors, "statuses": dict(tally.statuses), "inbound": counts["inbound"], "outbox": counts["outbox"],
     }
 
@@ -168,6 +187,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"reports stored      {f['reports_stored']} (finished by citizens: {f['reports_finished']})")
     print(f"replies sent        {f['replies_sent']} (received by the fake API: {f['replies_received']})")
     print(f"errors              {f['errors']}")
+    print(f"stored → handled ms p50 {f['handled_ms']['p50']}  p95 {f['handled_ms']['p95']}; "
+          f"queued → sent ms p50 {f['sent_ms']['p50']}  p95 {f['sent_ms']['p95']}")
     print(f"insert_one/s        {f['insert_one_per_s']} (one async client, same server)")
     print(f"ratio               {f['ratio']}")
     print(json.dumps(f, ensure_ascii=False))

@@ -36,8 +36,7 @@ def rss_mb(pid: int) -> float:
 
 async def first_messages(url: str, api: BenchTelegramAPI, n: int, tally: Tally, concurrency: int = 40) -> None:
     """Citizens 1000… each send their report's first message (text), wait for the question
-    that follows, and stop there. Waiting like a person keeps the pipeline's backlog small:
-    with thousands of events pending, each claim scans them all on the embedded server."""
+    that follows, and stop there, `concurrency` of them at a time, like people would."""
     queue = iter(range(1000, 1000 + n))
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
         async def sender() -> None:

@@ -18,7 +18,7 @@ import asyncio
 import logging
 import random
 from collections import defaultdict
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from bson import ObjectId
 from pymongo.errors import PyMongoError
@@ -53,7 +53,7 @@ class AlreadyHandled(Exception):
 class Pipeline:
     def __init__(self, database: Database, channels: Mapping[str, Channel], bot: Bot,
                  media: MediaStore, limits: MediaLimits = MediaLimits(),
-                 flood: Limits | None = None, batch: int = BATCH, loops: int = 2) -> None:
+                 flood: Limits | None = None, batch: int = BATCH) -> None:
         self.database = database
         self.channels = channels
         self.bot = bot
@@ -61,21 +61,30 @@ class Pipeline:
         self.media_limits = limits
         self.limits = flood or Limits(Texts())
         self.batch = batch
-        self.sessions = OwnSessions(database, "pipeline", loops)  # one per `run` loop
+        self.sessions = OwnSessions(database, "pipeline", 1)  # the gateway runs one `run` loop
         self.wakeup = asyncio.Event()
         self.on_queued: Callable[[list[OutboxItem]], None] = lambda items: None  # the gateway: outbox.accept
         self.queue: WorkQueue[InboundRecord] = WorkQueue(key=lambda r: r.id, owner=lambda r: (r.channel, r.sender))
-        self._inserts = GroupCommit(lambda events: Store(database).inbound.record_many(events))
+        self._inserts = GroupCommit(self._store_events)
 
     def sink(self, channel: str) -> EventSink:
         async def store_event(message_id: str, sender: str, payload: dict[str, Any]) -> bool:
-            record = await self._inserts.submit((channel, message_id, sender, payload))
-            if record is None:  # known: a redelivery (or a first delivery whose 200 was lost)
+            if await self._inserts.submit((channel, message_id, sender, payload)) is None:
+                # known: a redelivery (or a first delivery whose 200 was lost)
                 await self._requeue_if_unfinished(channel, message_id)
                 return False
-            self._enqueue([record])
             return True
         return store_event
+
+    async def _store_events(self, events: Sequence[tuple[str, str, str, dict[str, Any]]]) -> list[InboundRecord | None]:
+        """The group commit's write: the new events are queued as soon as they are stored."""
+        records = await Store(self.database).inbound.record_many(events)
+        self._enqueue(r for r in records if r is not None)
+        return records
+
+    async def stored(self) -> None:
+        """Called by `Gateway.drain`: returns once every event received so far is stored and queued."""
+        await self._inserts.flushed()
 
     async def recover(self) -> None:
         """Called by the gateway before anything arrives: end the transactions a killed

@@ -30,7 +30,7 @@ from store.retry import persist
 log = logging.getLogger(__name__)
 
 WindowClosedHook = Callable[[OutboxItem], Awaitable[None]]
-BATCH = 64  # sends in flight at most
+BATCH = 16  # sends in flight at most (the channels keep a connection pool of about that size)
 
 
 def backoff(attempt: int, base: float = 2.0, cap: float = 900.0) -> float:

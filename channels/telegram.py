@@ -29,6 +29,7 @@ from telegram import (Bot, CallbackQuery, Chat, InlineKeyboardButton, InlineKeyb
 from telegram import Contact as TgContact
 from telegram.error import (BadRequest, ChatMigrated, Conflict, Forbidden, InvalidToken,
                             NetworkError, RetryAfter, TelegramError)
+from telegram.request import HTTPXRequest
 
 from channels.base import EventSink, PermanentFailure, RetryLater, Unreachable
 from channels.webapp import NotReady, WebhookRejected, WebhookRoute
@@ -42,6 +43,7 @@ ALLOWED_UPDATES = ["message", "callback_query"]
 _SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 _BACKOFF_MAX = 60.0
 MAX_TEXT = 4096  # Bot API limit, counted in UTF-16 code units
+CONNECTIONS = 32  # to the Bot API at once: the outbox sends at most 16 in a batch, media downloads share it
 
 
 class TelegramChannel:
@@ -67,7 +69,10 @@ class TelegramChannel:
         """Called by the gateway with settings; labels come from templates (wording)."""
         if webhook_url and not (secret_token and _SECRET_RE.match(secret_token)):
             raise ValueError("a webhook needs a secret_token of 1-256 chars [A-Za-z0-9_-]")
-        self._bot = Bot(token, base_url=base_url, base_file_url=base_file_url)
+        # A small pool: httpx looks at every pooled connection for each request, so a pool as
+        # large as PTB's default (256) costs more CPU per send than the send itself under load.
+        request = HTTPXRequest(connection_pool_size=CONNECTIONS, pool_timeout=10.0)
+        self._bot = Bot(token, base_url=base_url, base_file_url=base_file_url, request=request)
         self._media_loader = media_loader
         self._webhook_url = webhook_url
         self._secret = secret_token or ""
@@ -79,6 +84,7 @@ class TelegramChannel:
         self._task: asyncio.Task[None] | None = None
         self._ready = False  # getMe and setWebhook/deleteWebhook done
         self._offset: int | None = None
+        self._answering: set[asyncio.Task[None]] = set()  # button answers in flight
 
     # ---- receiving ---------------------------------------------------------------------
     async def start(self, sink: EventSink) -> None:
@@ -113,6 +119,7 @@ class TelegramChannel:
             self._task = None
         if self._offset is not None:
             await self._confirm_offset()
+        await asyncio.gather(*self._answering, return_exceptions=True)
         await self._bot.shutdown()
 
     def routes(self) -> list[Route]:
@@ -145,12 +152,17 @@ class TelegramChannel:
             raise NotReady("telegram channel not started")
         new = await self._sink(message_id, sender, payload)
         query_id = (payload.get("callback_query") or {}).get("id")
-        if new and query_id:
-            try:
-                await self._bot.answer_callback_query(query_id)
-            except TelegramError as exc:  # cosmetic: the spinner stops by itself later
-                log.warning("answerCallbackQuery failed: %s", exc)
+        if new and query_id:  # after the 200, not before: the platform is not kept waiting
+            task = asyncio.create_task(self._answer_button(query_id))
+            self._answering.add(task)
+            task.add_done_callback(self._answering.discard)
         return new
+
+    async def _answer_button(self, query_id: str) -> None:
+        try:
+            await self._bot.answer_callback_query(query_id)
+        except TelegramError as exc:  # cosmetic: the spinner stops by itself later
+            log.warning("answerCallbackQuery failed: %s", exc)
 
     async def _run(self) -> None:
         """Background task: finish the set-up if start() could not, then long-poll."""

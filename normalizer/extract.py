@@ -205,8 +205,13 @@ def extract_address(text: str) -> str | None:
 
 @lru_cache(maxsize=4096)
 def _variants(commune: Commune) -> tuple[str, ...]:
+    return _name_variants(commune.name, tuple(commune.aliases))
+
+
+@lru_cache(maxsize=4096)
+def _name_variants(name: str, aliases: tuple[str, ...]) -> tuple[str, ...]:
     kinds = re.compile(rf"^(?:{phrase_alternation(_PLACES['commune_kinds'])})\s+")
-    names = [clean(n).strip() for n in (commune.name, *commune.aliases)]
+    names = [clean(n).strip() for n in (name, *aliases)]
     bare = [n[m.end():] for n in names if (m := kinds.match(fold_aligned(n)))]
     return (*names, *(b for b in bare if b and not b.isdigit()))
 
@@ -215,11 +220,36 @@ def match_commune(text: str, communes: Sequence[Commune]) -> Commune | None:
     """The commune the message names ("P. Tân Phú", "tan phu", a former name), longest match wins.
 
     Routing uses it to pick the commune authority (004 Đ6); None sends the case to the district.
+    Only the names whose first word is in the message are tried (`_commune_index`).
     """
     t = expand_abbreviations(text)
+    by_word, always = _commune_index(tuple(communes))
+    words = set(_WORD.findall(fold_aligned(t)))
+    candidates = sorted([*always, *(e for w in words for e in by_word.get(w, ()))])
     best, best_len = None, 0
-    for commune in communes:
-        for variant in _variants(commune):
-            if len(fold(variant)) > best_len and mentions(t, variant):
-                best, best_len = commune, len(fold(variant))
+    for _, commune, variant, length in candidates:
+        if length > best_len and mentions(t, variant):
+            best, best_len = commune, length
     return best
+
+
+_WORD = re.compile(r"\w+")
+_Entry = tuple[int, Commune, str, int]  # (order in the gazetteer, commune, name variant, folded length)
+
+
+@lru_cache(maxsize=8)
+def _commune_index(communes: tuple[Commune, ...]) -> tuple[dict[str, list[_Entry]], list[_Entry]]:
+    """The gazetteer's name variants by their first folded word (a name can only be in a
+    message that has that word), and those whose first word is not a plain word."""
+    by_word: dict[str, list[_Entry]] = {}
+    always: list[_Entry] = []
+    entries = [(commune, variant, fold(variant)) for commune in communes for variant in _variants(commune)]
+    for order, (commune, variant, folded) in enumerate(entries):
+        if not folded:
+            continue
+        first, entry = folded.split()[0], (order, commune, variant, len(folded))
+        if _WORD.fullmatch(first):
+            by_word.setdefault(first, []).append(entry)
+        else:
+            always.append(entry)
+    return by_word, always

@@ -27,6 +27,7 @@ def load_lexicon(name: str) -> Any:
         return yaml.safe_load(fh)
 
 
+@lru_cache(maxsize=8192)  # the same message and the same lexicon words are folded many times per turn
 def clean(s: str) -> str:
     """NFC text without stray combining marks: the form every span in the normalizer indexes."""
     s = unicodedata.normalize("NFC", s)
@@ -44,6 +45,7 @@ def _fold_char(c: str) -> str:
 
 
 @lru_cache(maxsize=256)
+@lru_cache(maxsize=8192)
 def fold_aligned(s: str) -> str:
     """Fold `clean(s)` character by character: same length, so spans map back to `clean(s)`.
 
@@ -52,6 +54,7 @@ def fold_aligned(s: str) -> str:
     return "".join(_fold_char(c) for c in clean(s))
 
 
+@lru_cache(maxsize=8192)
 def fold(s: str) -> str:
     """Lowercase, strip diacritics (đ→d), collapse whitespace: the key for comparing words."""
     return _WS.sub(" ", fold_aligned(s)).strip()
@@ -88,15 +91,20 @@ def find_phrase(text: str, phrase: str, accented: bool = False) -> tuple[int, in
     ("lon" is "lớn", not an insult). Used by the classifiers, the signal detectors and commands.
     """
     folded_phrase = fold(phrase)
-    if not folded_phrase:
-        return None
-    original, folded = _lower_aligned(text), fold_aligned(text)
-    target = _WS.sub(" ", clean(phrase).lower().strip())
+    folded = fold_aligned(text)
+    if not folded_phrase or not all(word in folded for word in folded_phrase.split()):
+        return None  # the cheap test first: most phrases looked for are not in the message at all
+    original, target = _lower_aligned(text), _target(phrase)
     for m in _phrase_re(folded_phrase).finditer(folded):
         span = _WS.sub(" ", original[m.start():m.end()])
         if len(span) == len(target) and _marks_agree(span, target, accented):
             return m.start(), m.end()
     return None
+
+
+@lru_cache(maxsize=8192)
+def _target(phrase: str) -> str:
+    return _WS.sub(" ", clean(phrase).lower().strip())
 
 
 @lru_cache(maxsize=256)

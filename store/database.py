@@ -74,8 +74,7 @@ async def ensure_indexes(db: AsyncDatabase) -> None:
     await db.inbound.create_index([("channel", ASCENDING), ("message_id", ASCENDING)], unique=True)
     await db.inbound.create_index([("status", ASCENDING), ("received_at", ASCENDING)])
     await db.outbox.create_index([("status", ASCENDING), ("next_attempt_at", ASCENDING)])
-    for leased in (db.inbound, db.outbox):  # claims look for expired leases on every pass
-        await leased.create_index([("status", ASCENDING), ("lease_until", ASCENDING)])
+    await db.outbox.create_index([("status", ASCENDING), ("lease_until", ASCENDING)])  # expired leases
     await db.reflections.create_index("code", unique=True)
     await db.reflections.create_index([("status", ASCENDING), ("created_at", DESCENDING)])
     await db.reflections.create_index([("citizen_id", ASCENDING)])

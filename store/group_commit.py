@@ -34,6 +34,11 @@ class GroupCommit(Generic[T, R]):
             self._writer = asyncio.create_task(self._write_all(), name="group-commit")
         return await future
 
+    async def flushed(self) -> None:
+        """Returns once every item submitted so far is written (or failed)."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.wait([self._writer])
+
     async def _write_all(self) -> None:
         while self._waiting:
             batch, self._waiting = self._waiting[:self.max_batch], self._waiting[self.max_batch:]

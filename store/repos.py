@@ -192,31 +192,38 @@ class CitizenRepo(Repo):
         return Citizen.model_validate(doc) if doc else None
 
     async def by_identity(self, channel: str, address: str) -> Citizen | None:
-        doc = await self.db.citizens.find_one(
-            {"identities": {"$elemMatch": {"channel": plain(channel), "address": plain(address)}}},
-            session=self.s)
-        return Citizen.model_validate(doc) if doc else None
+        """Dotted fields, so the (identities.channel, identities.address) index answers it (the
+        embedded server scans every citizen for $elemMatch); the pair is then checked here."""
+        cursor = self.db.citizens.find({"identities.channel": plain(channel), "identities.address": plain(address)},
+                                       session=self.s)
+        async for doc in cursor:
+            citizen = Citizen.model_validate(doc)
+            if any((i.channel, i.address) == (channel, address) for i in citizen.identities):
+                return citizen
+        return None
 
     async def remember(self, phone: str, name: str, channel: str, address: str,
                        email: str | None = None, contact_address: str | None = None) -> Citizen:
-        """Create or update the citizen with this phone and link this channel identity."""
-        found = await self.by_phone(phone)
+        """Create or update the citizen with this phone and link this channel identity
+        (one write, and a second only for an identity not linked yet)."""
         updates = {"name": name, **({"email": email} if email else {}),
                    **({"address": contact_address} if contact_address else {})}
-        if found is None:
-            doc = {"_id": uuid.uuid4().hex, "phone": plain(phone), "identities": [],
-                   "created_at": utcnow(), **updates}
-            await self.db.citizens.insert_one(doc, session=self.s)
-        await self.db.citizens.update_one({"phone": phone}, {"$set": updates}, session=self.s)
         identity = Identity(channel=channel, address=address).model_dump()
-        await self.db.citizens.update_one(
-            {"phone": phone, "identities": {"$not": {"$elemMatch": {"channel": channel, "address": address}}}},
-            {"$push": {"identities": identity}}, session=self.s)
-        return await self.by_phone(phone)  # type: ignore[return-value]
+        doc = await self.db.citizens.find_one_and_update(
+            {"phone": plain(phone)},
+            {"$set": updates, "$setOnInsert": {"_id": uuid.uuid4().hex, "identities": [identity],
+                                                "created_at": utcnow()}},
+            upsert=True, return_document=ReturnDocument.AFTER, session=self.s)
+        citizen = Citizen.model_validate(doc)
+        if not any((i.channel, i.address) == (channel, address) for i in citizen.identities):
+            await self.db.citizens.update_one(
+                {"_id": citizen.id}, {"$push": {"identities": identity}}, session=self.s)
+            citizen.identities.append(Identity.model_validate(identity))
+        return citizen
 
     async def mark_unreachable(self, channel: str, address: str) -> None:
         await self.db.citizens.update_many(
-            {"identities": {"$elemMatch": {"channel": plain(channel), "address": plain(address)}}},
+            {"identities.channel": plain(channel), "identities.address": plain(address)},  # indexed
             {"$set": {"identities.$[i].unreachable": True}},
             array_filters=[{"i.channel": channel, "i.address": address}], session=self.s)
 

@@ -228,6 +228,7 @@ async def test_webhook_answers_button_press_once(fake: FakeTelegramAPI, hooked) 
     await channel.start(sink)
     await deliver(client, update("callback_query"))
     await deliver(client, update("callback_query"))
+    await channel.stop()  # waits for the answers sent after the 200
     assert len(fake.calls_to("answerCallbackQuery")) == 1
 
 

@@ -96,6 +96,7 @@ async def test_whole_report_is_stored_and_acknowledged(fake: FakeTelegramAPI, ga
     assert (reflection.location.lat, reflection.location.lon) == (16.067781, 108.220824)
     assert len(reflection.photos) == 1
     assert all(c.params["chat_id"] == CITIZEN for c in fake.calls_to("sendMessage"))
+    await gateway.stop()  # waits for the button answers, sent after the 200
     assert [c.params["callback_query_id"] for c in fake.calls_to("answerCallbackQuery")] == ["q4", "q6"]
 
 
