@@ -70,10 +70,7 @@ class Gateway:
         self.outbox = OutboxWorker(database, self.channels, max_attempts=outbox_max_attempts,
                                    on_window_closed=self.agency.on_window_closed, poll_seconds=idle_seconds)
         self.pipeline.on_queued = self.outbox.accept
-        # Outbox loops: one batch's sends overlap the next. The pipeline has one loop: its
-        # batches already overlap citizens, and a second loop's transactions conflicted with
-        # the first's on shared documents (the case-code counter) and were redone.
-        self.workers = workers
+        self.workers = workers  # loops each of pipeline and outbox: one batch's I/O overlaps the next
         self.web_address, self.max_body_bytes, self.open311_api_key = web, max_body_bytes, open311_api_key
         self.scheduler_seconds, self.idle_seconds = scheduler_seconds, idle_seconds
         self.web: WebServer | None = None
@@ -98,7 +95,8 @@ class Gateway:
 
     def _start_workers(self) -> None:
         self._tasks = [
-            asyncio.create_task(self.pipeline.run(self.stopping, self.idle_seconds), name="pipeline"),
+            *(asyncio.create_task(self.pipeline.run(self.stopping, self.idle_seconds), name=f"pipeline-{n}")
+              for n in range(self.workers)),
             *(asyncio.create_task(self.outbox.run(self.stopping, self.idle_seconds), name=f"outbox-{n}")
               for n in range(self.workers)),
             asyncio.create_task(self._schedule(), name="scheduler"),

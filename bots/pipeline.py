@@ -61,7 +61,8 @@ class Pipeline:
         self.media_limits = limits
         self.limits = flood or Limits(Texts())
         self.batch = batch
-        self.sessions = OwnSessions(database, "pipeline", 1)  # the gateway runs one `run` loop
+        self.sessions = OwnSessions(database, "pipeline", 1)  # one transaction at a time
+        self._committing = asyncio.Lock()
         self.wakeup = asyncio.Event()
         self.on_queued: Callable[[list[OutboxItem]], None] = lambda items: None  # the gateway: outbox.accept
         self.queue: WorkQueue[InboundRecord] = WorkQueue(key=lambda r: r.id, owner=lambda r: (r.channel, r.sender))
@@ -98,13 +99,17 @@ class Pipeline:
     async def process(self) -> bool:
         """Handle one batch of queued events; False when there was nothing to do. Several
         `run` loops may call this at once: a sender in hand is skipped, so each sender's
-        events are handled in order."""
+        events are handled in order, and one loop fetches its batch's photos while another
+        commits (the transactions themselves take turns: two at once conflicted on shared
+        documents such as the case-code counter, and were redone)."""
         batch = self.queue.take(self.batch)
         if not batch:
             return False
         try:  # a database error leaves the rest pending there, and first in line here
             items = [item for record in batch if (item := await self._parse(record)) is not None]
-            await self._run(await self._with_media(items))
+            items = await self._with_media(items)
+            async with self._committing:  # another loop's batch gets its photos meanwhile
+                await self._run(items)
         finally:
             self.queue.release(batch)
             self.wakeup.set()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable
 
@@ -16,6 +17,7 @@ import httpx
 import pytest
 
 from bots.gateway import Gateway
+from bots.pipeline import MAX_ATTEMPTS
 from cases.policy import load_policy
 from channels.telegram import TelegramChannel
 from store.database import Database
@@ -141,3 +143,27 @@ async def test_webhook_mode_through_the_gateways_web_app(fake: FakeTelegramAPI, 
         assert len(fake.calls_to("sendMessage")) == 1
     finally:
         await gateway.stop()
+
+
+def from_chat(data: dict[str, Any], chat_id: int) -> dict[str, Any]:
+    body = data["message"]
+    body["chat"], body["from"] = {**body["chat"], "id": chat_id}, {**body["from"], "id": chat_id}
+    return data
+
+
+async def test_an_event_that_keeps_failing_holds_up_nobody_else(fake: FakeTelegramAPI, gateway: Gateway) -> None:
+    """Three citizens' messages in one batch; one photo cannot be fetched (the Bot API keeps
+    answering 500): the other two are answered, the photo is tried MAX_ATTEMPTS times and
+    then marked failed, and that citizen's next message is handled as usual."""
+    fake.add_file(LARGEST_PHOTO, (FIXTURES / "images" / "pothole.jpg").read_bytes())
+    fake.fail("getFile", 500, "Internal Server Error", times=MAX_ATTEMPTS)
+    await say(fake, gateway, from_chat(update("private_text", 51), 1001),
+              from_chat(update("private_photo", 52), 1002), from_chat(update("private_text", 53), 1003))
+    answered = Counter(c.params["chat_id"] for c in fake.calls_to("sendMessage"))
+    assert answered == {1001: 1, 1003: 1}
+    store = Store(gateway.database)
+    assert len(fake.calls_to("getFile")) == MAX_ATTEMPTS
+    assert await store.inbound.count(message_id="52", status="failed") == 1
+    assert await store.inbound.count(status="done") == 2
+    [reply] = await say(fake, gateway, from_chat(update("private_text", 54), 1002))
+    assert reply and await store.inbound.count(message_id="54", status="done") == 1
