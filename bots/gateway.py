@@ -18,18 +18,18 @@ from bots.limits import FloodLimits, Limits
 from bots.pipeline import Pipeline
 from bots.staff import StaffBot, StaffSetup
 from bots.texts import Texts
-from replies.agency_bot import AgencyLoop
 from cases.calendar import WorkingCalendar
 from cases.filing import CaseDesk
+from cases.policy import Policy
 from cases.report_mail import run_summaries
 from cases.sla import SlaSettings, sla_pass
-from cases.policy import Policy
 from channels.base import Channel
 from channels.outbox import OutboxWorker
 from channels.webapp import WebServer, build_app, serve
 from normalizer.media import MediaLimits
 from normalizer.messages import utcnow
 from portal import PortalContext, portal_routes
+from replies.agency_bot import AgencyLoop
 from store.database import Database
 from store.media import MediaStore
 from store.repos import unit_of_work

@@ -16,8 +16,6 @@ import time
 from datetime import timedelta
 from typing import Awaitable, Callable, Mapping
 
-from pymongo.errors import PyMongoError
-
 from channels.base import Channel, PermanentFailure, RetryLater, Unreachable, WindowClosed
 from channels.work_queue import WorkQueue, run_worker
 from normalizer.messages import utcnow

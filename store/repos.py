@@ -12,8 +12,8 @@ from typing import Any, AsyncIterator, Sequence
 
 from bson import ObjectId
 from pymongo import ReturnDocument, UpdateOne, WriteConcern
-from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from normalizer.messages import Outbound, utcnow
@@ -26,7 +26,6 @@ from store.reflections import ReflectionRepo
 from store.report_runs import ReportRunRepo
 from store.reports import ReportReads
 from store.safe import plain
-
 
 JOURNALED = WriteConcern(j=True)
 DUPLICATE_KEY = 11000

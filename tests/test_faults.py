@@ -19,9 +19,8 @@ from typing import Any, AsyncIterator
 
 import httpx
 import pytest
-from pymongo import AsyncMongoClient
-
 from aiosmtpd.controller import Controller
+from pymongo import AsyncMongoClient
 from pymongo.errors import PyMongoError
 
 from bench.citizens import BenchTelegramAPI, chat_id, report_updates

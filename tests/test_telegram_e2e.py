@@ -23,8 +23,8 @@ from channels.telegram import TelegramChannel
 from store.database import Database
 from store.media import MediaStore
 from store.repos import Store
-from tests.fakes.telegram_api import TOKEN, FakeTelegramAPI
 from tests.fakes import running
+from tests.fakes.telegram_api import TOKEN, FakeTelegramAPI
 
 FIXTURES = Path(__file__).parent / "fixtures"
 POLICY = Path(__file__).parent.parent / "policies" / "quang_nam.yaml"
