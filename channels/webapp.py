@@ -35,6 +35,7 @@ from store.safe import plain
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_BODY_BYTES = 1_000_000
+KEEP_ALIVE_SECONDS = 75
 
 Event = tuple[str, str, dict[str, Any]]  # (message_id, sender, payload) as the sink takes it
 
@@ -198,7 +199,10 @@ async def serve(app: Starlette, host: str, port: int, *, log_level: str = "warni
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    config = uvicorn.Config(app, log_level=log_level, lifespan="off", access_log=False)
+    # Platforms keep webhook connections open between deliveries; uvicorn's 5 s default closed
+    # them under a sender's feet (a delivery raced the close and failed in the benchmark).
+    config = uvicorn.Config(app, log_level=log_level, lifespan="off", access_log=False,
+                            timeout_keep_alive=KEEP_ALIVE_SECONDS)
     server = _EmbeddedServer(config)
     task = asyncio.create_task(server.serve(sockets=[sock]), name=f"web:{host}:{port}")
     while not server.started:

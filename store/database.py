@@ -87,4 +87,8 @@ async def ensure_indexes(db: AsyncDatabase) -> None:
     await db.citizens.create_index([("identities.channel", ASCENDING), ("identities.address", ASCENDING)])
     await db.conversations.create_index([("expires_at", ASCENDING)])
     await db.audit.create_index([("reflection_code", ASCENDING), ("at", ASCENDING)])
+    # GridFS's own indexes for the "media" bucket (store.media writes files without the
+    # driver's per-upload index check)
+    await db["media.files"].create_index([("filename", ASCENDING), ("uploadDate", ASCENDING)])
+    await db["media.chunks"].create_index([("files_id", ASCENDING), ("n", ASCENDING)], unique=True)
     await db.agencies.create_index("agency_id", unique=True)

@@ -51,6 +51,15 @@ async def test_photo_round_trip_through_gridfs_keeps_type_and_size(database):
         await media.load("not-an-object-id")
 
 
+async def test_a_photo_larger_than_one_chunk_reads_back_whole_through_gridfs(database):
+    media = MediaStore(database)
+    data = bytes(range(256)) * 2400  # 614,400 bytes: three GridFS chunks
+    file_id = await media.save(data, content_type="image/jpeg", filename="zalo-m1")
+    assert await media.load(file_id) == data
+    assert (await media.info(file_id))["size"] == len(data)
+    assert await database.db["media.chunks"].count_documents({}) == 3
+
+
 @pytest.mark.parametrize("bad", INJECTIONS)
 async def test_operator_injection_never_reaches_a_query(database, bad):
     store = Store(database)
