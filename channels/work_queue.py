@@ -105,7 +105,8 @@ async def run_worker(step: Callable[[], Awaitable[bool]], stop: asyncio.Event, w
         try:
             busy = await step()
         except PyMongoError as exc:
-            log.warning("database unavailable in %s: %s", name, str(exc).splitlines()[0])
+            what = "write conflict" if exc.has_error_label("TransientTransactionError") else "database unavailable"
+            log.warning("%s in %s, trying again: %s", what, name, str(exc).splitlines()[0][:200])
             busy = False
         if not busy:
             await wait_any(stop, wakeup, idle_seconds)
