@@ -145,4 +145,4 @@ class Gateway:
         if self.web is not None:
             await self.web.stop()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.pipeline.sessions.close()
+        await self.pipeline.session.close()

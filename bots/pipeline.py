@@ -35,8 +35,8 @@ from store.database import Database
 from store.group_commit import GroupCommit
 from store.media import MediaStore
 from store.models import InboundRecord, OutboxItem
-from store.repos import Store, unit_of_work
-from store.sessions import OwnSessions
+from store.repos import UNFINISHED, Store, unit_of_work
+from store.sessions import OwnSession
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,8 @@ class Pipeline:
         self.media_limits = limits
         self.limits = flood or Limits(Texts())
         self.batch = batch
-        self.sessions = OwnSessions(database, "pipeline", 1)  # one transaction at a time
-        self._committing = asyncio.Lock()
+        self.session = OwnSession(database, "pipeline")
+        self._committing = asyncio.Lock()  # one transaction at a time, on `session`
         self.wakeup = asyncio.Event()
         self.on_queued: Callable[[list[OutboxItem]], None] = lambda items: None  # the gateway: outbox.accept
         self.queue: WorkQueue[InboundRecord] = WorkQueue(key=lambda r: r.id, owner=lambda r: (r.channel, r.sender))
@@ -90,7 +90,7 @@ class Pipeline:
     async def recover(self) -> None:
         """Called by the gateway before anything arrives: end the transactions a killed
         run left open, then queue what it stored and did not finish, oldest first."""
-        await self.sessions.open()
+        await self.session.open()
         records = await Store(self.database).inbound.unfinished()
         if records:
             log.warning("pipeline: %d event(s) stored by the last run were not handled yet", len(records))
@@ -120,7 +120,7 @@ class Pipeline:
         self.wakeup.set()
 
     async def _finish(self, record: InboundRecord, status: str, reason: str | None = None) -> None:
-        await Store(self.database).inbound.finish(record.id, status, reason)
+        await Store(self.database).inbound.finish(record.id, status, reason, attempts=record.attempts)
         self.queue.finish(record)
 
     async def _parse(self, record: InboundRecord) -> Item | None:
@@ -229,8 +229,7 @@ class Pipeline:
     async def _transaction(self, items: list[Item]) -> list[OutboxItem]:
         """Every bot turn of the batch (unless a limit stops it), its replies queued and its
         events marked: all or nothing."""
-        async with self.sessions.session() as session, \
-                unit_of_work(self.database, buffered=True, session=session) as store:
+        async with unit_of_work(self.database, buffered=True, session=self.session.session) as store:
             assert store.buffer is not None
             await store.buffer.load(conversation_id(i.channel, i.sender) for _, i in items)
             replies: list[OutboxItem] = []
@@ -252,16 +251,13 @@ class Pipeline:
         return replies
 
     async def _still_pending(self, items: list[Item]) -> list[Item]:
-        store, pending = Store(self.database), []
-        for record, inbound in items:
-            stored = await store.inbound.get(record.channel, record.message_id)
-            if stored is not None and stored.status in ("pending", "processing"):
-                pending.append((record, inbound))
-            else:
+        pending = await Store(self.database).inbound.unfinished_of([record.id for record, _ in items])
+        for record, _ in items:
+            if record.id not in pending:
                 log.warning("event %s/%s was handled by a commit whose answer was lost",
                             record.channel, record.message_id)
                 self.queue.finish(record)
-        return pending
+        return [(record, inbound) for record, inbound in items if record.id in pending]
 
     async def _failed(self, record: InboundRecord, exc: Exception) -> None:
         """A bot (or a media download) failed on this event: tried again next, up to
@@ -272,14 +268,14 @@ class Pipeline:
         if record.attempts >= MAX_ATTEMPTS:
             await self._finish(record, "failed", reason)
             return
-        await Store(self.database).inbound.finish(record.id, "pending", reason)
+        await Store(self.database).inbound.finish(record.id, "pending", reason, attempts=record.attempts)
         self.queue.again(record)
 
     async def _requeue_if_unfinished(self, channel: str, message_id: str) -> None:
         """A redelivered event whose first delivery was stored but not acknowledged (the
         write's answer was lost): queue it unless it is handled or held already."""
         record = await Store(self.database).inbound.get(channel, message_id)
-        if record is not None and record.status in ("pending", "processing") and not self.queue.knows(record.id):
+        if record is not None and record.status in UNFINISHED and not self.queue.knows(record.id):
             self._enqueue([record])
 
     async def run(self, stop: asyncio.Event, idle_seconds: float = 0.5) -> None:

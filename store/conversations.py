@@ -23,14 +23,18 @@ def conversation_id(channel: str, sender: str) -> str:
     return f"{plain(channel)}:{plain(sender)}"
 
 
+def _document(conv: Conversation) -> dict[str, Any]:
+    conv.updated_at = utcnow()
+    return conv.model_dump(by_alias=True, mode="python")
+
+
 class ConversationRepo(Repo):
     async def get(self, channel: str, sender: str) -> Conversation | None:
         doc = await self.db.conversations.find_one({"_id": conversation_id(channel, sender)}, session=self.s)
         return Conversation.model_validate(doc) if doc else None
 
     async def save(self, conv: Conversation) -> None:
-        conv.updated_at = utcnow()
-        doc = conv.model_dump(by_alias=True, mode="python")
+        doc = _document(conv)
         del doc["_id"]  # $set, not replace: keeps the turn count that bots.limits keeps beside it
         await self.db.conversations.update_one({"_id": conv.id}, {"$set": doc}, upsert=True, session=self.s)
 
@@ -76,8 +80,7 @@ class ConversationBuffer(ConversationRepo):
         return Conversation.model_validate(doc) if doc else None
 
     async def save(self, conv: Conversation) -> None:
-        conv.updated_at = utcnow()
-        doc = conv.model_dump(by_alias=True, mode="python")
+        doc = _document(conv)
         old = await self._doc(conv.id)
         if old is not None and "turns" in old:
             doc["turns"] = old["turns"]

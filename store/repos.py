@@ -30,6 +30,7 @@ from store.safe import plain
 JOURNALED = WriteConcern(j=True)
 DUPLICATE_KEY = 11000
 OUTBOX_LEASE = timedelta(seconds=120)
+UNFINISHED = ["pending", "processing"]  # "processing": left by runs from before the in-memory queue
 
 
 def _journaled(collection: AsyncCollection, session: AsyncClientSession | None) -> AsyncCollection:
@@ -85,21 +86,30 @@ class InboundRepo(Repo):
 
     async def unfinished(self) -> list[InboundRecord]:
         """At start: the events a previous run stored but did not finish, oldest first."""
-        cursor = self.db.inbound.find({"status": {"$in": ["pending", "processing"]}}, session=self.s)
+        cursor = self.db.inbound.find({"status": {"$in": UNFINISHED}}, session=self.s)
         return [InboundRecord.model_validate(d) async for d in cursor.sort("received_at", 1)]
 
-    async def finish_many(self, record_ids: Sequence[ObjectId], status: str, reason: str | None = None) -> int:
-        """Mark pending events handled; how many were still pending (fewer means another
-        commit, whose answer was lost, already handled some: the caller must not redo them)."""
+    async def unfinished_of(self, record_ids: Sequence[ObjectId]) -> set[ObjectId]:
+        """Which of these events are still to be handled (after a commit whose answer was lost)."""
+        cursor = self.db.inbound.find({"_id": {"$in": list(record_ids)}, "status": {"$in": UNFINISHED}},
+                                      {"_id": 1}, session=self.s)
+        return {d["_id"] async for d in cursor}
+
+    async def finish_many(self, record_ids: Sequence[ObjectId], status: str, reason: str | None = None,
+                          attempts: int | None = None) -> int:
+        """Mark unfinished events handled (or, with status "pending", tried `attempts` times);
+        how many were still unfinished (fewer means another commit, whose answer was lost,
+        already handled some: the caller must not redo them)."""
+        fields: dict[str, Any] = {"status": status, "reason": reason, "done_at": utcnow()}
+        if attempts is not None:
+            fields["attempts"] = attempts
         result = await self.db.inbound.update_many(
-            {"_id": {"$in": list(record_ids)}, "status": {"$in": ["pending", "processing"]}},
-            {"$set": {"status": status, "reason": reason, "done_at": utcnow()}}, session=self.s)
+            {"_id": {"$in": list(record_ids)}, "status": {"$in": UNFINISHED}}, {"$set": fields}, session=self.s)
         return result.modified_count
 
-    async def finish(self, record_id: ObjectId, status: str, reason: str | None = None) -> None:
-        await self.db.inbound.update_one(
-            {"_id": record_id}, {"$set": {"status": status, "reason": reason, "done_at": utcnow()}},
-            session=self.s)
+    async def finish(self, record_id: ObjectId, status: str, reason: str | None = None,
+                     attempts: int | None = None) -> None:
+        await self.finish_many([record_id], status, reason, attempts)
 
     async def count(self, **filters: str) -> int:
         return await self.db.inbound.count_documents({k: plain(v) for k, v in filters.items()},
