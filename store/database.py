@@ -13,6 +13,8 @@ from pymongo import ASCENDING, DESCENDING, AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import CollectionInvalid, PyMongoError
 
+from store.geocells import cell_of
+
 
 class DatabaseUnavailable(RuntimeError):
     """The configured database did not answer in time."""
@@ -65,6 +67,13 @@ def _redact(uri: str) -> str:
 TRANSACTIONAL = ("inbound", "outbox", "conversations", "citizens", "reflections", "counters", "audit")
 
 
+async def stamp_geo_cells(db: AsyncDatabase) -> None:
+    """Cases filed before `geo_cell` existed get theirs, once (`ensure_indexes` at start)."""
+    async for doc in db.reflections.find({"geo": {"$exists": True}, "geo_cell": {"$exists": False}}, {"geo": 1}):
+        lon, lat = doc["geo"]["coordinates"]
+        await db.reflections.update_one({"_id": doc["_id"]}, {"$set": {"geo_cell": cell_of(lat, lon)}})
+
+
 async def ensure_indexes(db: AsyncDatabase) -> None:
     existing = set(await db.list_collection_names())
     for name in TRANSACTIONAL:
@@ -78,9 +87,8 @@ async def ensure_indexes(db: AsyncDatabase) -> None:
     await db.reflections.create_index("code", unique=True)
     await db.reflections.create_index([("status", ASCENDING), ("created_at", DESCENDING)])
     await db.reflections.create_index([("citizen_id", ASCENDING)])
-    # The version is spelled out so that a restart re-creates an identical spec (the embedded
-    # server compares it with the stored index's and would refuse the call otherwise).
-    await db.reflections.create_index([("geo", "2dsphere")], **{"2dsphereIndexVersion": 3})
+    await db.reflections.create_index([("geo_cell", ASCENDING)])  # cases near a point (store.geocells)
+    await stamp_geo_cells(db)
     await db.reflections.create_index([("next_due", ASCENDING)])  # cases.sla: alerts due
     await db.reflections.create_index([("late", ASCENDING), ("late_at", ASCENDING)])  # IOC late list
     await db.citizens.create_index("phone", unique=True, sparse=True)

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 from pymongo import ReturnDocument
 
 from store.base import Repo
+from store.geocells import cell_of, cells_around, distance_m
 from store.models import DuplicateCandidate, HistoryEntry, Reflection, Subscriber
 from store.safe import plain, safe_key
 
@@ -26,6 +27,7 @@ class ReflectionRepo(Repo):
         doc = reflection.model_dump(mode="python")
         if reflection.location.lat is not None and reflection.location.lon is not None:
             doc["geo"] = {"type": "Point", "coordinates": [reflection.location.lon, reflection.location.lat]}
+            doc["geo_cell"] = cell_of(reflection.location.lat, reflection.location.lon)
         await self.db.reflections.insert_one(doc, session=self.s)
 
     # --- lifecycle (cases.lifecycle) --------------------------------------------------------
@@ -91,12 +93,14 @@ class ReflectionRepo(Repo):
 
     async def near(self, lon: float, lat: float, radius_m: float, query: dict[str, Any],
                    limit: int = 20) -> list[Reflection]:
-        """Cases matching `query` within `radius_m` of the point, nearest first (2dsphere on geo)."""
-        point = {"type": "Point", "coordinates": [float(lon), float(lat)]}
-        cursor = self.db.reflections.find(
-            {"geo": {"$near": {"$geometry": point, "$maxDistance": float(radius_m)}}, **query},
-            session=self.s).limit(limit)
-        return [Reflection.model_validate(d) async for d in cursor]
+        """Cases matching `query` within `radius_m` of the point, nearest first: the cases of
+        the grid cells around it (`store.geocells`, indexed), measured here."""
+        lat, lon = float(lat), float(lon)
+        cursor = self.db.reflections.find({"geo_cell": {"$in": cells_around(lat, lon, radius_m)}, **query},
+                                          session=self.s)
+        found = [(distance_m(lat, lon, *d["geo"]["coordinates"][::-1]), d) async for d in cursor]
+        nearest = sorted((pair for pair in found if pair[0] <= radius_m), key=lambda pair: pair[0])
+        return [Reflection.model_validate(d) for _, d in nearest[:limit]]
 
     async def link_candidate(self, code: str, subscriber: Subscriber, candidate: DuplicateCandidate,
                              entry: HistoryEntry) -> None:
