@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import statistics
 import subprocess
@@ -109,13 +110,20 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-async def load(args: argparse.Namespace, uri: str) -> dict[str, Any]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def load(args: argparse.Namespace, uri: str, db_pid: int) -> dict[str, Any]:
     api = BenchTelegramAPI()
     await api.start()
     database = f"bench_{uuid.uuid4().hex[:8]}"
     proc, port = await asyncio.to_thread(spawn_gateway, uri, database, api.base_url.removesuffix("/bot"))
     profiler = _start_profiler(args.profile, proc.pid)
     tally = Tally()
+    cpu_before = {"gateway": cpu_seconds(proc.pid), "database": cpu_seconds(db_pid)}
     try:
         # Small pools: httpx looks at every pooled connection for each request, so one client
         # with a connection per citizen spent more CPU here than the gateway did.
@@ -130,6 +138,7 @@ async def load(args: argparse.Namespace, uri: str) -> dict[str, Any]:
         finally:
             for client in clients:
                 await client.aclose()
+        cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in (("gateway", proc.pid), ("database", db_pid))}
         counts = await store_counts(uri, database, settle=30)
     finally:
         if profiler is not None:
@@ -139,7 +148,9 @@ async def load(args: argparse.Namespace, uri: str) -> dict[str, Any]:
         proc.wait(30)
         await api.stop()
     elapsed = max(tally.last_reply - (tally.first_send or tally.last_reply), 1e-9)
-    return _figures(tally, counts, api, elapsed)
+    figures = _figures(tally, counts, api, elapsed)
+    figures["cpu_ms_per_message"] = {name: round(1000 * used / max(figures["messages"], 1), 2) for name, used in cpu.items()}
+    return figures
 
 
 def _start_profiler(path: str | None, pid: int) -> subprocess.Popen[bytes] | None:
@@ -170,7 +181,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     server = EmbeddedServer(Path(tempfile.mkdtemp(prefix="bench-db-")), free_port())
     server.start()
     try:
-        figures = await load(args, server.uri)
+        figures = await load(args, server.uri, server.pid)
         figures["insert_one_per_s"] = round(await insert_rate(server.uri, args.insert_seconds), 1)
     finally:
         server.stop()
@@ -189,6 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"errors              {f['errors']}")
     print(f"stored → handled ms p50 {f['handled_ms']['p50']}  p95 {f['handled_ms']['p95']}; "
           f"queued → sent ms p50 {f['sent_ms']['p50']}  p95 {f['sent_ms']['p95']}")
+    print(f"CPU ms per message  gateway {f['cpu_ms_per_message']['gateway']}  database {f['cpu_ms_per_message']['database']}")
     print(f"insert_one/s        {f['insert_one_per_s']} (one async client, same server)")
     print(f"ratio               {f['ratio']}")
     print(json.dumps(f, ensure_ascii=False))

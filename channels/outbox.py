@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from datetime import timedelta
-from typing import Awaitable, Callable, Mapping
+from typing import Awaitable, Callable, Mapping, Sequence
 
 from channels.base import Channel, PermanentFailure, RetryLater, Unreachable, WindowClosed
 from channels.work_queue import WorkQueue, run_worker
@@ -22,7 +22,7 @@ from normalizer.messages import utcnow
 from store.database import Database
 from store.group_commit import GroupCommit
 from store.models import OutboxItem
-from store.repos import Store
+from store.repos import Store, unit_of_work
 from store.retry import persist
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class OutboxWorker:
         self.poll_seconds, self.batch = poll_seconds, batch
         self.wakeup = asyncio.Event()  # set when the pipeline handed something over
         self.queue: WorkQueue[OutboxItem] = WorkQueue(key=lambda i: i.id, owner=lambda i: (i.channel, i.address))
-        self._sent = GroupCommit(lambda marks: Store(database).outbox.mark_sent_many(marks))
+        self._sent = GroupCommit(self._write_sent_marks)
         self._polled_at = float("-inf")
 
     def accept(self, items: list[OutboxItem]) -> None:
@@ -114,6 +114,12 @@ class OutboxWorker:
         """The message is out: a database outage now must not make it go out twice, so the
         mark is retried (~30 s) before the lease is left to expire (then it is resent)."""
         await persist(lambda: self._sent.submit((item.id, platform_id)))
+
+    async def _write_sent_marks(self, marks: Sequence[tuple[str, str | None]]) -> list[None]:
+        """The group commit's write, in a transaction: the embedded server makes each statement
+        of a plain bulk write durable on its own (one log flush per mark), a transaction once."""
+        async with unit_of_work(self.database) as store:
+            return await store.outbox.mark_sent_many(marks)
 
     async def recover(self) -> None:
         """Called by the gateway at start: resend what a crashed run left half-sent."""

@@ -75,6 +75,12 @@ class EmbeddedServer:
     def uri(self) -> str:
         return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
 
+    @property
+    def pid(self) -> int:
+        """The server process (the benchmark reads its CPU time)."""
+        assert self._proc is not None, "not started"
+        return self._proc.pid
+
     def start(self, timeout: float = 30.0) -> None:
         _check_dir(self.data_dir)
         if _port_taken(self.port):

@@ -18,6 +18,8 @@ from store.safe import plain, safe_key
 
 class ReflectionRepo(Repo):
     async def next_code(self, year: int) -> str:
+        # findAndModify scans its collection on the embedded server (see Repo.update_then_get),
+        # but this one holds a document a year, and the increment must return its own value.
         doc = await self.db.counters.find_one_and_update(
             {"_id": f"reflection-{year}"}, {"$inc": {"n": 1}}, upsert=True,
             return_document=ReturnDocument.AFTER, session=self.s)
@@ -35,10 +37,9 @@ class ReflectionRepo(Repo):
                            entry: HistoryEntry) -> Reflection | None:
         """`cases.lifecycle`'s optimistic update: set `sets`, bump the version and append `entry`,
         only if the case is still at `version` in `status`; None when someone changed it meanwhile."""
-        doc = await self.db.reflections.find_one_and_update(
-            {"code": plain(code), "version": plain(version, int), "status": plain(status)},
-            {"$set": sets, "$inc": {"version": 1}, "$push": {"history": entry.model_dump()}},
-            return_document=ReturnDocument.AFTER, session=self.s)
+        doc = await self.update_then_get(
+            self.db.reflections, {"code": plain(code), "version": plain(version, int), "status": plain(status)},
+            {"$set": sets, "$inc": {"version": 1}, "$push": {"history": entry.model_dump()}}, {"code": plain(code)})
         return Reflection.model_validate(doc) if doc else None
 
     async def push_history(self, code: str, entry: HistoryEntry) -> None:
@@ -145,11 +146,10 @@ class ReflectionRepo(Repo):
     async def amend(self, reflection: Reflection, sets: dict[str, Any], entry: HistoryEntry) -> Reflection | None:
         """Set non-state fields (result text, duplicate link…) with their audit entry, only if the
         case is still the version the caller read; None when someone changed it meanwhile."""
-        doc = await self.db.reflections.find_one_and_update(
-            {"code": plain(reflection.code), "version": reflection.version},
-            {"$set": {**sets, "updated_at": entry.at}, "$inc": {"version": 1},
-             "$push": {"history": entry.model_dump()}},
-            return_document=ReturnDocument.AFTER, session=self.s)
+        doc = await self.update_then_get(
+            self.db.reflections, {"code": plain(reflection.code), "version": reflection.version},
+            {"$set": {**sets, "updated_at": entry.at}, "$inc": {"version": 1}, "$push": {"history": entry.model_dump()}},
+            {"code": plain(reflection.code)})
         return Reflection.model_validate(doc) if doc else None
 
     async def touched_since(self, since: datetime, agency: str | None = None) -> list[Reflection]:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any, AsyncIterator, Sequence
 
 from bson import ObjectId
-from pymongo import ReturnDocument, UpdateOne, WriteConcern
+from pymongo import UpdateOne, WriteConcern
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -38,16 +38,15 @@ def _journaled(collection: AsyncCollection, session: AsyncClientSession | None) 
     return collection if session is not None else collection.with_options(write_concern=JOURNALED)
 
 
-async def _claim_oldest(collection: AsyncCollection, ready: dict[str, Any], order: str, owner: str,
-                        skip: set[str], take: dict[str, Any], session: AsyncClientSession | None) -> Any:
+async def _claim_oldest(repo: Repo, collection: AsyncCollection, ready: dict[str, Any], order: str, owner: str,
+                        skip: set[str], take: dict[str, Any]) -> Any:
     """Lease the oldest `ready` document whose `owner` is not in `skip`: the candidates are
     read by index, then one is taken by _id if still ready. (A negated filter such as $nin,
     or an $or, made the embedded server scan the whole collection on every claim.)"""
-    candidates = collection.find(ready, {owner: 1}, sort=[(order, 1)], limit=len(skip) + 20, session=session)
+    candidates = collection.find(ready, {owner: 1}, sort=[(order, 1)], limit=len(skip) + 20, session=repo.s)
     async for doc in candidates:
         if doc.get(owner) not in skip:
-            return await collection.find_one_and_update({"_id": doc["_id"], **ready}, take,
-                                                        return_document=ReturnDocument.AFTER, session=session)
+            return await repo.update_then_get(collection, {"_id": doc["_id"], **ready}, take, {"_id": doc["_id"]})
     return None
 
 
@@ -144,10 +143,10 @@ class OutboxRepo(Repo):
         now = utcnow()
         take = {"$set": {"status": "sending", "lease_until": now + lease}, "$inc": {"attempts": 1}}
         busy = set(exclude_addresses)
-        doc = await _claim_oldest(self.db.outbox, {"status": "sending", "lease_until": {"$lt": now}},
-                                  "next_attempt_at", "address", busy, take, self.s)
-        doc = doc or await _claim_oldest(self.db.outbox, {"status": "pending", "next_attempt_at": {"$lte": now}},
-                                         "next_attempt_at", "address", busy, take, self.s)
+        doc = await _claim_oldest(self, self.db.outbox, {"status": "sending", "lease_until": {"$lt": now}},
+                                  "next_attempt_at", "address", busy, take)
+        doc = doc or await _claim_oldest(self, self.db.outbox, {"status": "pending", "next_attempt_at": {"$lte": now}},
+                                         "next_attempt_at", "address", busy, take)
         return OutboxItem.model_validate(doc) if doc else None
 
     async def release_all(self) -> int:
@@ -167,8 +166,8 @@ class OutboxRepo(Repo):
                                         session=self.s)
 
     async def mark_sent_many(self, sent: Sequence[tuple[str, str | None]]) -> list[None]:
-        """Called by the outbox's group commit with every (key, platform id) sent meanwhile:
-        one journaled write (a lost "sent" would send twice)."""
+        """Called by the outbox's group commit with every (key, platform id) sent meanwhile, in
+        one journaled transaction (a lost "sent" would send twice)."""
         now = utcnow()
         await _journaled(self.db.outbox, self.s).bulk_write(
             [UpdateOne({"_id": key}, {"$set": {"status": "sent", "last_error": None, "sent_at": now,
@@ -218,11 +217,10 @@ class CitizenRepo(Repo):
         updates = {"name": name, **({"email": email} if email else {}),
                    **({"address": contact_address} if contact_address else {})}
         identity = Identity(channel=channel, address=address).model_dump()
-        doc = await self.db.citizens.find_one_and_update(
-            {"phone": plain(phone)},
-            {"$set": updates, "$setOnInsert": {"_id": uuid.uuid4().hex, "identities": [identity],
-                                                "created_at": utcnow()}},
-            upsert=True, return_document=ReturnDocument.AFTER, session=self.s)
+        doc = await self.update_then_get(
+            self.db.citizens, {"phone": plain(phone)},
+            {"$set": updates, "$setOnInsert": {"_id": uuid.uuid4().hex, "identities": [identity], "created_at": utcnow()}},
+            {"phone": plain(phone)}, upsert=True)
         citizen = Citizen.model_validate(doc)
         if not any((i.channel, i.address) == (channel, address) for i in citizen.identities):
             await self.db.citizens.update_one(
