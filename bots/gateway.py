@@ -108,7 +108,7 @@ class Gateway:
         """Process every stored event and send every queued message (replay and tests)."""
         while True:
             await self.pipeline.stored()
-            if not (await self.pipeline.process() or await self.outbox.deliver()):
+            if not (await self.pipeline.process() or await self.outbox.deliver(look_in_database=True)):
                 return
 
     async def health(self) -> dict[str, Any]:

@@ -48,20 +48,24 @@ class OutboxWorker:
         self.queue: WorkQueue[OutboxItem] = WorkQueue(key=lambda i: i.id, owner=lambda i: (i.channel, i.address))
         self._sent = GroupCommit(self._write_sent_marks)
         self._polled_at = float("-inf")
+        self._more_due = False  # the last look in the database found an item
 
     def accept(self, items: list[OutboxItem]) -> None:
         """Called by the pipeline after its commit: replies leased to this worker already."""
         self.queue.add(items)
         self.wakeup.set()
 
-    async def deliver(self) -> bool:
-        """Send one batch: the replies handed over, and what is due in the database (looked
-        for when nothing was handed over, or every `poll_seconds` under load). Several `run`
-        loops may call it at once, never two for the same address, so a citizen's replies
-        arrive in the order queued. False when there was nothing to send."""
-        if not len(self.queue) or time.monotonic() - self._polled_at > self.poll_seconds:
-            self._polled_at = time.monotonic()
-            await self._claim()
+    async def deliver(self, look_in_database: bool = False) -> bool:
+        """Send one batch: the replies handed over, and what is due in the database (agency
+        mail, the scheduler's notices, retries): looked for every `poll_seconds`, at once
+        again while the last look found something, and whenever `look_in_database` (the
+        gateway's `drain`). Looking on every call cost the database four queries per message
+        the pipeline handed over. Several `run` loops may call it at once, never two for the
+        same address, so a citizen's replies arrive in the order queued. False when there was
+        nothing to send."""
+        if look_in_database or self._more_due or time.monotonic() - self._polled_at > self.poll_seconds:
+            self._polled_at, self._more_due = time.monotonic(), True  # a look that fails is tried again next
+            self._more_due = await self._claim()
         batch = self.queue.take(self.batch)
         if not batch:
             return False
@@ -79,13 +83,14 @@ class OutboxWorker:
                 raise outcome
         return True
 
-    async def _claim(self) -> None:
+    async def _claim(self) -> bool:
         """Lease an item due in the database and queue it behind its address's others (one
-        held here already, claimed again after its lease, is not queued twice)."""
+        held here already, claimed again after its lease, is not queued twice); True if one was."""
         busy = sorted({address for _, address in self.queue.busy_owners()})
         item = await Store(self.database).outbox.claim(exclude_addresses=busy)
         if item is not None:
             self.queue.add([item])
+        return item is not None
 
     async def _deliver(self, store: Store, item: OutboxItem) -> None:
         channel = self.channels.get(item.channel)

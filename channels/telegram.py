@@ -70,8 +70,9 @@ class TelegramChannel:
         if webhook_url and not (secret_token and _SECRET_RE.match(secret_token)):
             raise ValueError("a webhook needs a secret_token of 1-256 chars [A-Za-z0-9_-]")
         # PTB over aiohttp (`channels.telegram_http`): a third of httpx's CPU per Bot API call.
+        self._requests = (AiohttpRequest(CONNECTIONS), AiohttpRequest(1))
         self._bot = Bot(token, base_url=base_url, base_file_url=base_file_url,
-                        request=AiohttpRequest(CONNECTIONS), get_updates_request=AiohttpRequest(1))
+                        request=self._requests[0], get_updates_request=self._requests[1])
         self._media_loader = media_loader
         self._webhook_url = webhook_url
         self._secret = secret_token or ""
@@ -120,6 +121,8 @@ class TelegramChannel:
             await self._confirm_offset()
         await asyncio.gather(*self._answering, return_exceptions=True)
         await self._bot.shutdown()
+        for request in self._requests:  # PTB skips them when the bot was never initialised
+            await request.shutdown()
 
     def routes(self) -> list[Route]:
         """Called by the gateway when building the web app; empty in polling mode."""

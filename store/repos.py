@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any, AsyncIterator, Sequence
 
 from bson import ObjectId
-from pymongo import UpdateOne, WriteConcern
+from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -19,7 +19,7 @@ from pymongo.errors import BulkWriteError, DuplicateKeyError
 from normalizer.messages import Outbound, utcnow
 from store.base import Repo
 from store.conversations import ConversationBuffer, ConversationRepo
-from store.database import Database
+from store.database import JOURNALED, Database
 from store.models import AuditEntry, Citizen, Identity, InboundRecord, OutboxItem
 from store.public import PublicReads
 from store.reflections import ReflectionRepo
@@ -27,7 +27,6 @@ from store.report_runs import ReportRunRepo
 from store.reports import ReportReads
 from store.safe import plain
 
-JOURNALED = WriteConcern(j=True)
 DUPLICATE_KEY = 11000
 OUTBOX_LEASE = timedelta(seconds=120)
 UNFINISHED = ["pending", "processing"]  # "processing": left by runs from before the in-memory queue
@@ -266,13 +265,15 @@ class Store:
 @asynccontextmanager
 async def unit_of_work(database: Database, buffered: bool = False,
                        session: AsyncClientSession | None = None) -> AsyncIterator[Store]:
-    """A `Store` whose writes commit together or not at all; on `session` if one is given
-    (the pipeline's own, `store.sessions`), else on a new one."""
+    """A `Store` whose writes commit together or not at all, and are on disk when the block
+    is left (`Database.flush_journal`): what follows may tell the world. On `session` if one
+    is given (the pipeline's own, `store.sessions`), else on a new one."""
     async with AsyncExitStack() as stack:
         if session is None:
             session = await stack.enter_async_context(database.client.start_session())
-        async with await session.start_transaction(write_concern=JOURNALED):  # durable before sent
+        async with await session.start_transaction(write_concern=JOURNALED):
             store = Store(database, session, buffered)
             yield store
             if store.buffer is not None:
                 await store.buffer.flush()
+    await database.flush_journal()

@@ -152,3 +152,25 @@ async def test_unreachable_uri_error_does_not_leak_the_password():
     with pytest.raises(DatabaseUnavailable) as info:
         await connect(f"mongodb://user:secret@127.0.0.1:{free_port()}/", "x", timeout_ms=500)
     assert "secret" not in str(info.value)
+
+
+async def test_a_committed_unit_of_work_survives_the_database_killed_right_after(tmp_path: Path):
+    """The embedded server commits a transaction without flushing its log (j: true or not):
+    killed right after, it lost every such commit until `unit_of_work` flushed the journal."""
+    port, codes = free_port(), [f"PA-2026-{n:06d}" for n in range(1, 4)]
+    for code in codes:
+        server = EmbeddedServer(tmp_path / "db", port)
+        server.start()
+        database = await connect(server.uri, "durable", timeout_ms=5000)
+        async with unit_of_work(database) as store:
+            await store.outbox.enqueue(f"reply:{code}", "telegram", "42", Outbound(text=f"Mã số {code}"))
+        server.kill()  # SIGKILL: no shutdown, no checkpoint
+        await database.close()
+    server = EmbeddedServer(tmp_path / "db", port)
+    server.start()
+    try:
+        database = await connect(server.uri, "durable", timeout_ms=5000)
+        assert [i.id for i in await Store(database).outbox.list()] == [f"reply:{c}" for c in codes]
+        await database.close()
+    finally:
+        server.stop()

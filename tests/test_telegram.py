@@ -66,12 +66,17 @@ async def fake() -> AsyncIterator[FakeTelegramAPI]:
 
 
 @pytest.fixture
-def make_channel(fake: FakeTelegramAPI) -> Callable[..., TelegramChannel]:
+async def make_channel(fake: FakeTelegramAPI) -> AsyncIterator[Callable[..., TelegramChannel]]:
+    made: list[TelegramChannel] = []
+
     def make(**options: Any) -> TelegramChannel:
-        return TelegramChannel(TOKEN, base_url=fake.base_url, base_file_url=fake.base_file_url,
-                               media_loader=Photos(), staff_chat_id=STAFF_CHAT, poll_timeout=1,
-                               **options)
-    return make
+        made.append(TelegramChannel(TOKEN, base_url=fake.base_url, base_file_url=fake.base_file_url,
+                                    media_loader=Photos(), staff_chat_id=STAFF_CHAT, poll_timeout=1,
+                                    **options))
+        return made[-1]
+    yield make
+    for channel in made:  # closes their connection pools (stop is idempotent)
+        await channel.stop()
 
 
 @pytest.fixture
