@@ -196,7 +196,10 @@ class WebServer:
 
 async def serve(app: Starlette, host: str, port: int, *, log_level: str = "warning") -> WebServer:
     """Called by the gateway (and tests) to serve `app`; returns once it accepts connections."""
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    # IPPROTO_TCP spelled out: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on sockets
+    # that say so, and accepted sockets inherit the listener's protocol number. With 0 here every
+    # answer waited ~40 ms for the client's delayed ACK before its body left (45 ms per webhook).
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     # Platforms keep webhook connections open between deliveries; uvicorn's 5 s default closed
