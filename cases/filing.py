@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from cases.lifecycle import SYSTEM, Actor, transition
+from cases.lifecycle import SYSTEM, Actor, transitioned
 from cases.policy import Policy
 from cases.routing import route
 from normalizer.classify import classify
@@ -48,15 +48,16 @@ class CaseDesk:
                                     language=conv.language, context=conv.context)],
             history=[HistoryEntry(actor=actor, role="citizen", action="filed", to_status="received", at=at)],
             entered_at={"received": at}, created_at=at, updated_at=at)
+        reflection = self._route(reflection, at)
         await store.reflections.insert(reflection)
-        return await self._route(store, reflection, at)
+        return reflection
 
-    async def _route(self, store: Store, reflection: Reflection, at: datetime) -> Reflection:
+    def _route(self, reflection: Reflection, at: datetime) -> Reflection:
+        """The new case as routing leaves it, before it is stored: classified for its agency,
+        or received with the reason staff must route it by hand (history says which)."""
         decision = route(self.policy, reflection.field, reflection.location.commune_code,
                          reflection.field_confidence)
         if decision.needs_staff:
-            await store.reflections.annotate(reflection.code, routing_reason=decision.reason)
             return reflection.model_copy(update={"routing_reason": decision.reason})
-        return await transition(store, reflection, "classified", Actor("system:routing", SYSTEM),
-                                reason=decision.reason, at=at,
-                                changes={"agency": decision.agency_id, "routing_reason": decision.reason})
+        return transitioned(reflection, "classified", Actor("system:routing", SYSTEM), reason=decision.reason, at=at,
+                            changes={"agency": decision.agency_id, "routing_reason": decision.reason})

@@ -67,15 +67,29 @@ async def transition(store: Store, reflection: Reflection, to_status: str, actor
                      reason: str | None = None, changes: dict[str, Any] | None = None,
                      at: datetime | None = None) -> Reflection:
     """Move `reflection` to `to_status`, applying `changes`, or raise TransitionError."""
+    sets, entry = _change(reflection, to_status, actor, reason, changes, at or utcnow())
+    return await _apply(store, reflection, {**sets, f"entered_at.{to_status}": entry.at}, entry)
+
+
+def transitioned(reflection: Reflection, to_status: str, actor: Actor, *, reason: str | None = None,
+                 changes: dict[str, Any] | None = None, at: datetime | None = None) -> Reflection:
+    """The same move made in memory, on a case not stored yet: filing routes a new case before
+    its single insert (an update and a read back saved per report)."""
+    sets, entry = _change(reflection, to_status, actor, reason, changes, at or utcnow())
+    return reflection.model_copy(update={**sets, "entered_at": {**reflection.entered_at, to_status: entry.at},
+                                         "version": reflection.version + 1, "history": [*reflection.history, entry]})
+
+
+def _change(reflection: Reflection, to_status: str, actor: Actor, reason: str | None,
+            changes: dict[str, Any] | None, now: datetime) -> tuple[dict[str, Any], HistoryEntry]:
     if not allowed(reflection.status, to_status, actor.role):
         raise TransitionError(f"{actor.role} may not move {reflection.code} "
                               f"from {reflection.status} to {to_status}")
-    now = at or utcnow()
     entry = HistoryEntry(actor=actor.id, role=actor.role, action="transition",
                          from_status=reflection.status, to_status=to_status, reason=reason, at=now)
-    sets = {"status": to_status, "updated_at": now, f"entered_at.{to_status}": now,
+    sets = {"status": to_status, "updated_at": now,
             **on_transition(reflection.status, to_status, now), **(changes or {})}  # SLA clock
-    return await _apply(store, reflection, sets, entry)
+    return sets, entry
 
 
 async def set_hidden(store: Store, reflection: Reflection, hidden: bool, actor: Actor,

@@ -10,7 +10,7 @@ import pytest
 from bots.texts import Texts
 from cases.calendar import WorkingCalendar
 from cases.lifecycle import (CITIZEN, LEADER, OFFICER, OPERATOR, SYSTEM, Actor, TransitionError, set_hidden,
-                             transition)
+                             transition, transitioned)
 from cases.policy import load_policy
 from cases.sla import SlaSettings, sla_pass
 from store.models import Reflection
@@ -104,3 +104,25 @@ async def test_hiding_keeps_deadlines_and_reminders(database):
     addresses = [i.address for i in await store.outbox.list()]
     assert addresses == ["xaydung@example.gov.vn", "giamdoc.xaydung@example.gov.vn"]  # still supervised
     assert (await store.reflections.get("PA-2026-000001")).history[2].action == "hide"
+
+
+async def test_a_move_made_before_the_insert_stores_what_the_same_move_after_it_would(database):
+    """Filing routes a new case in memory (`transitioned`) and inserts it once: the stored case
+    is the one a stored case moved by `transition` becomes, history and SLA clock included."""
+    store = Store(database)
+    fresh = Reflection(code="PA-2026-000002", channel="zalo", sender="u1", content="Ổ gà giữa đường",
+                       field="transport", created_at=T0, entered_at={"received": T0})
+    await store.reflections.insert(fresh)
+    moved = await transition(store, fresh, "classified", ROBOT, reason="theo lĩnh vực", at=T0,
+                             changes={"agency": "so_xay_dung"})
+    routed = transitioned(fresh.model_copy(update={"code": "PA-2026-000003"}), "classified", ROBOT,
+                          reason="theo lĩnh vực", at=T0, changes={"agency": "so_xay_dung"})
+    await store.reflections.insert(routed)
+    stored = await store.reflections.get("PA-2026-000003")
+    assert stored == routed
+    assert stored.model_dump(exclude={"code", "id"}) == moved.model_dump(exclude={"code", "id"})
+    assert [(h.actor, h.from_status, h.to_status) for h in stored.history] == [
+        ("system:routing", "received", "classified")]
+    assert stored.version == 1 and stored.sla_since == T0 and stored.entered_at["classified"] == T0
+    with pytest.raises(TransitionError):
+        transitioned(fresh, "published", OPERATOR_A)
