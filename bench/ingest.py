@@ -7,7 +7,8 @@ gateway (`bench.gateway_proc`, its own process), then N citizens each file a ful
 (six webhook deliveries: text, location, photo, two buttons, contact) and wait for each
 answer like a person. `--rate` caps the total sends per second (0: as fast as answers come).
 Afterwards, on the same server, one async client times single-document `insert_one`: the
-database's own limit for this workload. Prints the figures and one JSON line. Only ever
+database's own limit for this workload. Prints the figures (with the CPU time the gateway,
+the database and this process spent per message) and one JSON line. Only ever
 talks to 127.0.0.1; every loop is bounded by the citizen count and `--duration`.
 """
 from __future__ import annotations
