@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from datetime import timedelta
-from typing import Awaitable, Callable, Mapping, Sequence
+from typing import Awaitable, Callable, Mapping
 
 from channels.base import Channel, PermanentFailure, RetryLater, Unreachable, WindowClosed
 from channels.work_queue import WorkQueue, run_worker
@@ -22,14 +22,13 @@ from normalizer.messages import utcnow
 from store.database import Database
 from store.group_commit import GroupCommit
 from store.models import OutboxItem
-from store.repos import Store, unit_of_work
+from store.repos import Store
 from store.retry import persist
 
 log = logging.getLogger(__name__)
 
 WindowClosedHook = Callable[[OutboxItem], Awaitable[None]]
 BATCH = 16  # sends in flight at most (the channels keep a connection pool of about that size)
-FLUSHES_CHEAPER_THAN_A_TRANSACTION = 2  # sent marks written without one (see _write_sent_marks)
 
 
 def backoff(attempt: int, base: float = 2.0, cap: float = 900.0) -> float:
@@ -47,7 +46,9 @@ class OutboxWorker:
         self.poll_seconds, self.batch = poll_seconds, batch
         self.wakeup = asyncio.Event()  # set when the pipeline handed something over
         self.queue: WorkQueue[OutboxItem] = WorkQueue(key=lambda i: i.id, owner=lambda i: (i.channel, i.address))
-        self._sent = GroupCommit(self._write_sent_marks)
+        # One journaled bulk write, not a transaction: a gateway killed inside a transaction of
+        # its own would leave it open on the embedded server, holding the marked items.
+        self._sent = GroupCommit(lambda marks: Store(database).outbox.mark_sent_many(marks))
         self._polled_at = float("-inf")
         self._more_due = False  # the last look in the database found an item
 
@@ -121,14 +122,6 @@ class OutboxWorker:
         mark is retried (~30 s) before the lease is left to expire (then it is resent)."""
         await persist(lambda: self._sent.submit((item.id, platform_id)))
 
-    async def _write_sent_marks(self, marks: Sequence[tuple[str, str | None]]) -> list[None]:
-        """The group commit's write. The embedded server flushes its log once per statement of
-        a journaled bulk write: a few marks go that way (one command), more in a transaction
-        (three commands, one flush: `unit_of_work`)."""
-        if len(marks) <= FLUSHES_CHEAPER_THAN_A_TRANSACTION:
-            return await Store(self.database).outbox.mark_sent_many(marks)
-        async with unit_of_work(self.database) as store:
-            return await store.outbox.mark_sent_many(marks)
 
     async def recover(self) -> None:
         """Called by the gateway at start: resend what a crashed run left half-sent."""

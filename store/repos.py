@@ -166,7 +166,7 @@ class OutboxRepo(Repo):
 
     async def mark_sent_many(self, sent: Sequence[tuple[str, str | None]]) -> list[None]:
         """Called by the outbox's group commit with every (key, platform id) sent meanwhile:
-        journaled, alone or in a transaction (a lost "sent" would send twice)."""
+        one journaled write (a lost "sent" would send twice)."""
         now = utcnow()
         await _journaled(self.db.outbox, self.s).bulk_write(
             [UpdateOne({"_id": key}, {"$set": {"status": "sent", "last_error": None, "sent_at": now,
