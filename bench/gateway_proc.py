@@ -36,7 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--api-url", required=True, help="Bot API root, e.g. http://127.0.0.1:8081")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--policy", default=str(ROOT / "policies" / "quang_nam.yaml"))
-    p.add_argument("--idle-seconds", type=float, default=0.2)
+    p.add_argument("--idle-seconds", type=float, default=0.5, help="as WORKER_POLL_SECONDS (its default)")
     p.add_argument("--log-level", default="WARNING")
     return p.parse_args(argv)
 

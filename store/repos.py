@@ -211,16 +211,19 @@ class CitizenRepo(Repo):
 
     async def remember(self, phone: str, name: str, channel: str, address: str,
                        email: str | None = None, contact_address: str | None = None) -> Citizen:
-        """Create or update the citizen with this phone and link this channel identity
-        (one write, and a second only for an identity not linked yet)."""
+        """Create or update the citizen with this phone and link this channel identity: one
+        upsert; a citizen known before is read back, and gets a second write only for an
+        identity not linked yet (a new one is exactly the document the upsert made)."""
         updates = {"name": name, **({"email": email} if email else {}),
                    **({"address": contact_address} if contact_address else {})}
         identity = Identity(channel=channel, address=address).model_dump()
-        doc = await self.update_then_get(
-            self.db.citizens, {"phone": plain(phone)},
-            {"$set": updates, "$setOnInsert": {"_id": uuid.uuid4().hex, "identities": [identity], "created_at": utcnow()}},
-            {"phone": plain(phone)}, upsert=True)
-        citizen = Citizen.model_validate(doc)
+        now = utcnow()  # to the millisecond, as BSON stores it
+        created = {"_id": uuid.uuid4().hex, "identities": [identity], "created_at": now.replace(microsecond=now.microsecond // 1000 * 1000)}
+        result = await self.db.citizens.update_one(
+            {"phone": plain(phone)}, {"$set": updates, "$setOnInsert": created}, upsert=True, session=self.s)
+        if result.upserted_id is not None:
+            return Citizen.model_validate({"phone": phone, **updates, **created})
+        citizen = Citizen.model_validate(await self.db.citizens.find_one({"phone": plain(phone)}, session=self.s))
         if not any((i.channel, i.address) == (channel, address) for i in citizen.identities):
             await self.db.citizens.update_one(
                 {"_id": citizen.id}, {"$push": {"identities": identity}}, session=self.s)

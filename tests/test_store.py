@@ -115,6 +115,17 @@ async def test_citizen_is_one_person_across_channels(database):
     again = await store.citizens.remember("+84912345678", "Nguyễn Văn An", "zalo", "z1")
     assert len(again.identities) == 2
     assert (await store.citizens.by_identity("telegram", "t1")).id == a.id
+    assert a == (await store.citizens.by_identity("zalo", "z1")).model_copy(update={"identities": a.identities})
+    moved = await store.citizens.remember("+84912345678", "Nguyễn Văn An", "email", "an@example.vn",
+                                          email="an@example.vn", contact_address="12 Hùng Vương")
+    assert moved == await store.citizens.by_phone("+84912345678")  # what the caller gets is what is stored
+    assert moved.email == "an@example.vn" and len(moved.identities) == 3
+
+
+async def test_a_new_citizen_is_returned_as_stored(database):
+    store = Store(database)
+    new = await store.citizens.remember("+84987654321", "Trần Thị Bình", "telegram", "42", email="binh@example.vn")
+    assert new == await store.citizens.by_phone("+84987654321")
 
 
 def test_embedded_server_keeps_data_across_restart(tmp_path: Path):
