@@ -217,8 +217,9 @@ class CitizenRepo(Repo):
         updates = {"name": name, **({"email": email} if email else {}),
                    **({"address": contact_address} if contact_address else {})}
         identity = Identity(channel=channel, address=address).model_dump()
-        now = utcnow()  # to the millisecond, as BSON stores it
-        created = {"_id": uuid.uuid4().hex, "identities": [identity], "created_at": now.replace(microsecond=now.microsecond // 1000 * 1000)}
+        now = utcnow()
+        created = {"_id": uuid.uuid4().hex, "identities": [identity],
+                   "created_at": now.replace(microsecond=now.microsecond // 1000 * 1000)}  # as BSON stores it
         result = await self.db.citizens.update_one(
             {"phone": plain(phone)}, {"$set": updates, "$setOnInsert": created}, upsert=True, session=self.s)
         if result.upserted_id is not None:
