@@ -122,7 +122,6 @@ class OutboxWorker:
         mark is retried (~30 s) before the lease is left to expire (then it is resent)."""
         await persist(lambda: self._sent.submit((item.id, platform_id)))
 
-
     async def recover(self) -> None:
         """Called by the gateway at start: resend what a crashed run left half-sent."""
         if released := await Store(self.database).outbox.release_all():

@@ -19,16 +19,16 @@ class Repo:
         self.s = session
 
     async def update_then_get(self, collection: AsyncCollection, query: Mapping[str, Any], update: Mapping[str, Any],
-                              read_back: Mapping[str, Any], *, upsert: bool = False) -> dict[str, Any] | None:
+                              read_back: Mapping[str, Any]) -> dict[str, Any] | None:
         """What `find_one_and_update(..., return_document=AFTER)` does, for the repositories'
-        optimistic updates, claims and upserts: an indexed `update_one`, then the document read
+        optimistic updates and claims: an indexed `update_one`, then the document read
         back by a unique key (`read_back`); None when nothing matched. The embedded server
         answers every findAndModify with a scan of the whole collection, whatever the filter
         (45-65 ms per call with 3,000 cases, and growing); these two commands took 6-8 ms.
         Inside a transaction the pair is atomic; outside one the read may already show a later
         writer's change, which is the case's current state (the write itself stays guarded by
         `query`)."""
-        result = await collection.update_one(query, update, upsert=upsert, session=self.s)
-        if not result.matched_count and result.upserted_id is None:
+        result = await collection.update_one(query, update, session=self.s)
+        if not result.matched_count:
             return None
         return await collection.find_one(read_back, session=self.s)
