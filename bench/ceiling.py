@@ -16,17 +16,11 @@ import argparse
 import asyncio
 import json
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 from typing import Any
 
-import httpx
-
-from bench.citizens import BenchTelegramAPI, Pacer, Tally, citizen
+from bench.citizens import BenchTelegramAPI, crowd
 from bench.gateway_proc import SECRET, TOKEN, WEBHOOK_URL
-from bench.ingest import CITIZENS_PER_CLIENT, percentile
+from bench.ingest import percentile, spawn
 from channels.telegram import TelegramChannel
 from channels.webapp import build_app, serve
 from normalizer.messages import Outbound
@@ -71,25 +65,14 @@ async def transport_only(api_url: str) -> None:
 async def drive(args: argparse.Namespace) -> dict[str, Any]:
     api = BenchTelegramAPI()
     await api.start()
-    proc = subprocess.Popen([sys.executable, "-m", "bench.ceiling", "--serve", api.base_url.removesuffix("/bot")],
-                            stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent)
-    assert proc.stdout is not None
-    line = await asyncio.to_thread(proc.stdout.readline)
-    tally = Tally()
     try:
-        if not line.startswith("ready "):
-            raise RuntimeError(f"transport-only gateway did not start: {line!r}")
-        clients = [httpx.AsyncClient(base_url=f"http://127.0.0.1:{line.split()[1]}", timeout=30,
-                                     limits=httpx.Limits(max_connections=CITIZENS_PER_CLIENT))
-                   for _ in range(0, args.citizens, CITIZENS_PER_CLIENT)]
-        deadline, pacer = time.perf_counter() + args.duration, Pacer(0)
-        await asyncio.gather(*(citizen(n, clients[n // CITIZENS_PER_CLIENT], api, tally, pacer, deadline)
-                               for n in range(args.citizens)))
-        for client in clients:
-            await client.aclose()
+        proc, port = await asyncio.to_thread(spawn, "bench.ceiling", "--serve", api.base_url.removesuffix("/bot"))
+        try:
+            tally = await crowd(f"http://127.0.0.1:{port}", api, args.citizens, args.duration)
+        finally:
+            proc.terminate()
+            proc.wait(30)
     finally:
-        proc.terminate()
-        proc.wait(30)
         await api.stop()
     elapsed = max(tally.last_reply - (tally.first_send or tally.last_reply), 1e-9)
     ms = [x * 1000 for x in tally.latencies]

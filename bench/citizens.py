@@ -151,3 +151,23 @@ async def citizen(n: int, client: httpx.AsyncClient, api: BenchTelegramAPI, tall
             return
         tally.last_reply = max(tally.last_reply, time.perf_counter())
     tally.reports_finished += 1
+
+
+CITIZENS_PER_CLIENT = 10
+
+
+async def crowd(url: str, api: BenchTelegramAPI, citizens: int, duration: float, rate: float = 0.0) -> Tally:
+    """Called by `bench.ingest` and `bench.ceiling`: `citizens` people against the webhook at
+    `url`, each filing one report, until done or `duration` seconds have passed."""
+    # Small pools: httpx looks at every pooled connection for each request, so one client
+    # with a connection per citizen spent more CPU here than the gateway did.
+    clients = [httpx.AsyncClient(base_url=url, timeout=30, limits=httpx.Limits(max_connections=CITIZENS_PER_CLIENT))
+               for _ in range(0, citizens, CITIZENS_PER_CLIENT)]
+    tally, pacer, deadline = Tally(), Pacer(rate), time.perf_counter() + duration
+    try:
+        await asyncio.gather(*(citizen(n, clients[n // CITIZENS_PER_CLIENT], api, tally, pacer, deadline)
+                               for n in range(citizens)))
+    finally:
+        for client in clients:
+            await client.aclose()
+    return tally

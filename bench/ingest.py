@@ -27,13 +27,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 from pymongo import AsyncMongoClient
 
-from bench.citizens import BenchTelegramAPI, Pacer, Tally, citizen
+from bench.citizens import BenchTelegramAPI, Tally, crowd
 from store.embedded import EmbeddedServer, free_port
-
-CITIZENS_PER_CLIENT = 10
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -48,14 +45,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def spawn_gateway(uri: str, database: str, api_url: str, extra: list[str] | None = None) -> tuple[subprocess.Popen[str], int]:
     """Start `bench.gateway_proc` and wait for its `ready PORT` line (crash tests use it too)."""
-    cmd = [sys.executable, "-m", "bench.gateway_proc", "--mongodb-uri", uri, "--database", database,
-           "--api-url", api_url, "--port", "0", *(extra or [])]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent)
+    return spawn("bench.gateway_proc", "--mongodb-uri", uri, "--database", database, "--api-url", api_url,
+                 "--port", "0", *(extra or []))
+
+
+def spawn(module: str, *args: str) -> tuple[subprocess.Popen[str], int]:
+    """Start a gateway module of ours as its own process; return it once it prints `ready PORT`."""
+    proc = subprocess.Popen([sys.executable, "-m", module, *args], stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parent.parent)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if not line.startswith("ready "):
         proc.kill()
-        raise RuntimeError(f"gateway did not start: {line!r}")
+        raise RuntimeError(f"{module} did not start: {line!r}")
     return proc, int(line.split()[1])
 
 
@@ -123,23 +125,10 @@ async def load(args: argparse.Namespace, uri: str, db_pid: int) -> dict[str, Any
     database = f"bench_{uuid.uuid4().hex[:8]}"
     proc, port = await asyncio.to_thread(spawn_gateway, uri, database, api.base_url.removesuffix("/bot"))
     profiler = _start_profiler(args.profile, proc.pid)
-    tally = Tally()
     pids = {"gateway": proc.pid, "database": db_pid, "benchmark": os.getpid()}  # the last: citizens and fake Bot API
     cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     try:
-        # Small pools: httpx looks at every pooled connection for each request, so one client
-        # with a connection per citizen spent more CPU here than the gateway did.
-        clients = [httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30,
-                                     limits=httpx.Limits(max_connections=CITIZENS_PER_CLIENT))
-                   for _ in range(0, args.citizens, CITIZENS_PER_CLIENT)]
-        deadline = time.perf_counter() + args.duration
-        pacer = Pacer(args.rate)
-        try:
-            await asyncio.gather(*(citizen(n, clients[n // CITIZENS_PER_CLIENT], api, tally, pacer, deadline)
-                                   for n in range(args.citizens)))
-        finally:
-            for client in clients:
-                await client.aclose()
+        tally = await crowd(f"http://127.0.0.1:{port}", api, args.citizens, args.duration, args.rate)
         cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
         counts = await store_counts(uri, database, settle=30)
     finally:
