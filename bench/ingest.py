@@ -140,7 +140,8 @@ async def load(args: argparse.Namespace, uri: str, db_pid: int) -> dict[str, Any
         await api.stop()
     elapsed = max(tally.last_reply - (tally.first_send or tally.last_reply), 1e-9)
     figures = _figures(tally, counts, api, elapsed)
-    figures["cpu_ms_per_message"] = {name: round(1000 * used / max(figures["messages"], 1), 2) for name, used in cpu.items()}
+    messages = max(figures["messages"], 1)
+    figures["cpu_ms_per_message"] = {name: round(1000 * used / messages, 2) for name, used in cpu.items()}
     return figures
 
 

@@ -6,8 +6,9 @@ Why not httpx: measured with PTB against the fake Bot API on this project's mach
 (the README's Measured section), `HTTPXRequest` cost 3.0-4.6 ms of CPU per call
 (httpcore walks every pooled connection, asking each socket whether it is readable, for
 every request it queues and every response it closes), this class 1.0-1.2 ms; at the
-gateway's load that was a third of its CPU. Timeouts (but for writes, which aiohttp does not time) and errors keep PTB's contract:
-`TimedOut` for a timeout (pool included), `NetworkError` for any other transport failure.
+gateway's load that was a third of its CPU. Timeouts (but for writes, which aiohttp does not
+time) and errors keep PTB's contract: `TimedOut` for a timeout (pool included),
+`NetworkError` for any other transport failure.
 """
 from __future__ import annotations
 
@@ -60,11 +61,11 @@ class AiohttpRequest(BaseRequest):
         files = request_data.multipart_data if request_data and request_data.contains_files else None
         # aiohttp's `connect` covers waiting for a pooled connection and opening a new one;
         # it has no write timeout (an upload is bounded by the read timeout of its answer).
-        timeout = aiohttp.ClientTimeout(connect=_given(pool_timeout, self._pool) + _given(connect_timeout, self._connect),
-                                        sock_read=_given(read_timeout, self._read))
+        connect = _given(pool_timeout, self._pool) + _given(connect_timeout, self._connect)
+        timeout = aiohttp.ClientTimeout(connect=connect, sock_read=_given(read_timeout, self._read))
         try:
             async with session.request(method, url, data=_body(request_data, files), timeout=timeout,
-                                             headers={"User-Agent": self.USER_AGENT}) as response:
+                                       headers={"User-Agent": self.USER_AGENT}) as response:
                 return response.status, await response.read()
         except asyncio.TimeoutError as exc:
             raise TimedOut from exc

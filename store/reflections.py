@@ -148,7 +148,8 @@ class ReflectionRepo(Repo):
         case is still the version the caller read; None when someone changed it meanwhile."""
         doc = await self.update_then_get(
             self.db.reflections, {"code": plain(reflection.code), "version": reflection.version},
-            {"$set": {**sets, "updated_at": entry.at}, "$inc": {"version": 1}, "$push": {"history": entry.model_dump()}},
+            {"$set": {**sets, "updated_at": entry.at}, "$inc": {"version": 1},
+             "$push": {"history": entry.model_dump()}},
             {"code": plain(reflection.code)})
         return Reflection.model_validate(doc) if doc else None
 

@@ -37,18 +37,6 @@ def _journaled(collection: AsyncCollection, session: AsyncClientSession | None) 
     return collection if session is not None else collection.with_options(write_concern=JOURNALED)
 
 
-async def _claim_oldest(repo: Repo, collection: AsyncCollection, ready: dict[str, Any], order: str, owner: str,
-                        skip: set[str], take: dict[str, Any]) -> Any:
-    """Lease the oldest `ready` document whose `owner` is not in `skip`: the candidates are
-    read by index, then one is taken by _id if still ready. (A negated filter such as $nin,
-    or an $or, made the embedded server scan the whole collection on every claim.)"""
-    candidates = collection.find(ready, {owner: 1}, sort=[(order, 1)], limit=len(skip) + 20, session=repo.s)
-    async for doc in candidates:
-        if doc.get(owner) not in skip:
-            return await repo.update_then_get(collection, {"_id": doc["_id"], **ready}, take, {"_id": doc["_id"]})
-    return None
-
-
 class InboundRepo(Repo):
     """Raw events from the channels: stored before the platform is acknowledged."""
 
@@ -142,11 +130,21 @@ class OutboxRepo(Repo):
         now = utcnow()
         take = {"$set": {"status": "sending", "lease_until": now + lease}, "$inc": {"attempts": 1}}
         busy = set(exclude_addresses)
-        doc = await _claim_oldest(self, self.db.outbox, {"status": "sending", "lease_until": {"$lt": now}},
-                                  "next_attempt_at", "address", busy, take)
-        doc = doc or await _claim_oldest(self, self.db.outbox, {"status": "pending", "next_attempt_at": {"$lte": now}},
-                                         "next_attempt_at", "address", busy, take)
+        doc = await self._claim_oldest({"status": "sending", "lease_until": {"$lt": now}}, busy, take)
+        doc = doc or await self._claim_oldest({"status": "pending", "next_attempt_at": {"$lte": now}}, busy, take)
         return OutboxItem.model_validate(doc) if doc else None
+
+    async def _claim_oldest(self, ready: dict[str, Any], busy: set[str], take: dict[str, Any]) -> dict[str, Any] | None:
+        """Lease the oldest `ready` item whose address is not in `busy`: the candidates are
+        read by index, then one is taken by _id if still ready. (A negated filter such as $nin,
+        or an $or, made the embedded server scan the whole collection on every claim.)"""
+        candidates = self.db.outbox.find(ready, {"address": 1}, sort=[("next_attempt_at", 1)],
+                                         limit=len(busy) + 20, session=self.s)
+        async for doc in candidates:
+            if doc.get("address") not in busy:
+                key = {"_id": doc["_id"]}
+                return await self.update_then_get(self.db.outbox, {**key, **ready}, take, key)
+        return None
 
     async def release_all(self) -> int:
         """At start: items a crashed gateway was sending go out again now (at-least-once)."""
