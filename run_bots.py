@@ -70,7 +70,14 @@ async def _serve(settings: Settings, uri: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await gateway.start()
+    try:
+        await gateway.start()
+    except BaseException:  # e.g. the web port is taken: what did start is stopped, then the one-line error
+        with contextlib.suppress(Exception):
+            await gateway.stop()
+        with contextlib.suppress(Exception):
+            await database.close()
+        raise
     log.info("gateway running: channels %s, policy %s", ", ".join(channels) or "none", policy.province)
     if "console" in channels:  # the terminal is the chat now: only warnings interrupt it
         logging.getLogger().setLevel(logging.WARNING)
@@ -82,6 +89,9 @@ async def _serve(settings: Settings, uri: str) -> None:
 
 
 def run(settings: Settings) -> int:
+    """The gateway until SIGINT/SIGTERM; a start that cannot succeed (a port taken, a directory
+    not writable, the database unreachable) is one line on stderr and exit code 1."""
+    from channels.webapp import WebServerError
     from store.database import DatabaseUnavailable
     from store.embedded import EmbeddedServer, EmbeddedServerError
 
@@ -93,7 +103,7 @@ def run(settings: Settings) -> int:
             server.start()
             uri = server.uri
         asyncio.run(_serve(settings, uri))
-    except (EmbeddedServerError, DatabaseUnavailable) as exc:
+    except (EmbeddedServerError, DatabaseUnavailable, WebServerError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

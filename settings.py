@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     zalo_webhook_path: str = "/zalo/webhook"
     zalo_api_url: str = "https://openapi.zalo.me"
     zalo_oauth_url: str = "https://oauth.zaloapp.com"
+    # How old a correctly signed delivery may be: Zalo redelivers with the original timestamp
+    # for about 2 hours (+30 s … +110 min); an older one is refused as a replay.
+    zalo_redelivery_seconds: float = 10_800.0
 
     # Facebook Messenger (a Page and a Meta app).
     facebook_page_token: SecretStr | None = None

@@ -32,10 +32,11 @@ from normalizer.media import MediaLimits, resolve_media
 from normalizer.messages import Inbound
 from store.conversations import ConversationBuffer, conversation_id
 from store.database import Database
+from store.errors import conflict, describe, unavailable
 from store.group_commit import GroupCommit
 from store.media import MediaStore
 from store.models import InboundRecord, OutboxItem
-from store.repos import UNFINISHED, Store, unit_of_work
+from store.repos import UNFINISHED, Store, reply_prefix, unit_of_work
 from store.sessions import OwnSession
 
 log = logging.getLogger(__name__)
@@ -169,28 +170,28 @@ class Pipeline:
             if isinstance(outcome, PyMongoError):
                 raise outcome
             if isinstance(outcome, Exception):
-                await self._failed(record, outcome)
+                async with self._committing:  # `_failed` writes on the pipeline's session
+                    await self._failed(record, outcome)
             else:
                 ready.append((record, outcome))
         return ready
 
     async def _run(self, items: list[Item]) -> None:
-        """Commit the batch; when a bot fails on one of its events, each event alone, so one
-        bad event cannot hold the others back."""
+        """Commit the batch. When the database is unavailable the error goes up (the worker
+        waits, the batch stays first in line, no event is blamed); any other failure is the
+        fault of some event of the batch: each event is then tried alone, and the one that
+        fails alone is counted (`_failed`), so it can never hold the others back."""
         if not items:
             return
         try:
             replies = await self._commit(items)
-        except PyMongoError as exc:  # a conflict that outlasted the retries (a dead run's transaction)
-            if len(items) == 1 or not exc.has_error_label("TransientTransactionError"):
-                raise
-            await self._one_by_one(items)
-            return
         except Exception as exc:  # noqa: BLE001 - one bad event must not stop the loop
+            if unavailable(exc) or (len(items) == 1 and conflict(exc)):
+                raise
             if len(items) == 1:
                 await self._failed(items[0][0], exc)
-                return
-            await self._one_by_one(items)
+            else:
+                await self._one_by_one(items)
             return
         for record, _ in items:
             self.queue.finish(record)
@@ -199,16 +200,16 @@ class Pipeline:
 
     async def _one_by_one(self, items: list[Item]) -> None:
         """Each event in a transaction of its own: the others go on when one is in conflict."""
-        conflict: PyMongoError | None = None
+        held_up: PyMongoError | None = None
         for item in items:
             try:
                 await self._run([item])
             except PyMongoError as exc:
-                if not exc.has_error_label("TransientTransactionError"):
+                if unavailable(exc):
                     raise
-                conflict = exc
-        if conflict is not None:
-            raise conflict
+                held_up = exc  # a conflict that outlasted the retries: the rest go on
+        if held_up is not None:
+            raise held_up
 
     async def _commit(self, items: list[Item]) -> list[OutboxItem]:
         """The transaction, retried after a write conflict; events that a lost commit already
@@ -221,7 +222,7 @@ class Pipeline:
                 if not items:
                     return []
             except PyMongoError as exc:
-                if attempt == TRANSACTION_TRIES or not exc.has_error_label("TransientTransactionError"):
+                if attempt == TRANSACTION_TRIES or unavailable(exc) or not conflict(exc):
                     raise
                 await asyncio.sleep(random.uniform(0, 0.01 * 2 ** attempt))
         return await self._transaction(items)
@@ -240,36 +241,50 @@ class Pipeline:
                     status, deliveries = "done", await self.bot.handle(inbound, store)
                 else:
                     status, deliveries = verdict.status, verdict.deliveries
-                replies += [OutboxItem(_id=f"in:{record.id}:{n}", channel=d.channel, address=d.address,
+                replies += [OutboxItem(_id=f"{reply_prefix(record.id)}{n}", channel=d.channel, address=d.address,
                                        message=d.message) for n, d in enumerate(deliveries)]
                 finished[status].append(record.id)
                 await asyncio.sleep(0)  # a turn may run without any I/O: let webhooks be answered between turns
-            await store.outbox.enqueue_claimed(replies)
+            # The events are marked before the replies are inserted: after a commit whose
+            # answer was lost, this finds them handled before the replies' keys collide.
             marked = [await store.inbound.finish_many(ids, status) for status, ids in finished.items()]
             if sum(marked) < len(items):
                 raise AlreadyHandled
+            await store.outbox.enqueue_claimed(replies)
         return replies
 
     async def _still_pending(self, items: list[Item]) -> list[Item]:
-        pending = await Store(self.database).inbound.unfinished_of([record.id for record, _ in items])
-        for record, _ in items:
-            if record.id not in pending:
-                log.warning("event %s/%s was handled by a commit whose answer was lost",
-                            record.channel, record.message_id)
-                self.queue.finish(record)
+        """The events of `items` a lost commit did not handle; the replies it did commit for
+        the others (leased to this gateway, but never handed over) go to the outbox now."""
+        store = Store(self.database)
+        pending = await store.inbound.unfinished_of([record.id for record, _ in items])
+        handled = [record for record, _ in items if record.id not in pending]
+        for record in handled:
+            log.warning("event %s/%s was handled by a commit whose answer was lost",
+                        record.channel, record.message_id)
+            self.queue.finish(record)
+        replies = await store.outbox.committed_replies([reply_prefix(r.id) for r in handled])
+        if replies:
+            self.on_queued(replies)
         return [(record, inbound) for record, inbound in items if record.id in pending]
 
     async def _failed(self, record: InboundRecord, exc: Exception) -> None:
         """A bot (or a media download) failed on this event: tried again next, up to
-        MAX_ATTEMPTS times, then failed for good."""
-        log.error("event %s/%s failed", record.channel, record.message_id, exc_info=exc)
+        MAX_ATTEMPTS times, then failed for good. Called holding `_committing`: the count is
+        written in a transaction on the pipeline's session, which also ends the failed
+        transaction left open there (a refused commit leaves it holding this very event)."""
         record.attempts += 1
-        reason = f"{type(exc).__name__}: {exc}"[:300]
-        if record.attempts >= MAX_ATTEMPTS:
-            await self._finish(record, "failed", reason)
-            return
-        await Store(self.database).inbound.finish(record.id, "pending", reason, attempts=record.attempts)
-        self.queue.again(record)
+        reason = describe(exc)
+        log.error("event %s/%s failed (attempt %d of %d): %s", record.channel, record.message_id,
+                  record.attempts, MAX_ATTEMPTS, reason,
+                  exc_info=None if isinstance(exc, PyMongoError) else exc)  # a bug: its traceback
+        status = "failed" if record.attempts >= MAX_ATTEMPTS else "pending"
+        async with unit_of_work(self.database, session=self.session.session) as store:
+            await store.inbound.finish(record.id, status, reason, attempts=record.attempts)
+        if status == "failed":
+            self.queue.finish(record)
+        else:
+            self.queue.again(record)
 
     async def _requeue_if_unfinished(self, channel: str, message_id: str) -> None:
         """A redelivered event whose first delivery was stored but not acknowledged (the

@@ -8,7 +8,10 @@ windows) and `start(sink)`; `routes()` gives `channels.webapp` the webhook: a `G
 answers Meta's subscription challenge, and a `POST` whose `X-Hub-Signature-256` must be
 the HMAC-SHA256 of the raw body under the app secret. Each `entry[].messaging[]` item is
 stored as one event (echoes, delivery and read receipts are dropped); the pipeline calls
-`parse` and `fetch_media`, the outbox calls `send`.
+`parse` and `fetch_media`, the outbox calls `send`. A batch holds several people's items,
+so each is judged alone (`channels.facebook_items`): one we cannot use (a chat-plugin sender
+with only a `user_ref`, no PSID to answer; an unreadable shape or timestamp) is stored all
+the same and marked ignored with its reason (`skip_reason`), and the others are handled.
 
 Messenger allows a free reply for 24 hours after the citizen's last message; later only
 a message tag the Page may use (configured per `Outbound.kind`), else `WindowClosed`.
@@ -22,7 +25,7 @@ import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -37,11 +40,11 @@ from channels.base import (
     Unreachable,
     WindowClosed,
 )
+from channels.facebook_items import event_id, item_time, problem, psid, read, stand_in
 from channels.http_media import download_capped
-from channels.maplinks import point_from_links
 from channels.telegram import split_text
-from channels.webapp import NotReady, WebhookRejected, WebhookRoute
-from normalizer.messages import GeoPoint, Inbound, MediaRef, Outbound, utcnow
+from channels.webapp import NotReady, WebhookRejected, WebhookRoute, unstorable
+from normalizer.messages import Inbound, MediaRef, Outbound, utcnow
 from store.database import Database
 from store.windows import ReplyWindows
 
@@ -115,48 +118,54 @@ class FacebookChannel:
             raise WebhookRejected("wrong X-Hub-Signature-256")
 
     def _events(self, payload: Any) -> list[tuple[str, str, dict[str, Any]]]:
-        """Called by the web app: one event per citizen message or postback in the batch."""
+        """Called by the web app: one event per citizen message or postback in the batch, each
+        judged alone (only a body that is not a Page webhook at all is a 400)."""
         if not isinstance(payload, dict) or payload.get("object") != "page":
             raise ValueError("not a Page webhook")
         events = []
-        for entry in payload["entry"]:
-            for item in entry.get("messaging") or []:
-                event_id = _event_id(item)
-                if event_id is not None:
-                    event = (event_id, str(item["sender"]["id"]), item)
-                    self.parse(*event)  # checked here: what parse cannot read is a 400, stored never
-                    _time(item)
-                    events.append(event)
+        for n, entry in enumerate(payload["entry"]):
+            items = entry.get("messaging") if isinstance(entry, dict) else None
+            if not isinstance(items, list):
+                if items is not None or not isinstance(entry, dict):
+                    log.warning("messenger: entry %d skipped: no messaging list", n)
+                continue
+            events += [e for m, item in enumerate(items) if (e := self._event(item, f"{n}.{m}"))]
         return events
+
+    def _event(self, item: Any, where: str) -> tuple[str, str, dict[str, Any]] | None:
+        """One stored event per message or postback, usable or not; None for echoes and
+        receipts, or (logged by position, id and reason, never the body) for what the
+        database could not even hold."""
+        if not isinstance(item, dict):
+            log.warning("messenger: item %s skipped: not an object", where)
+            return None
+        key = event_id(item)
+        if key is None:
+            return None
+        event = (key, psid(item) or stand_in(item), item)
+        reason = unstorable(event)
+        if reason is not None:
+            log.warning("messenger: item %s (id %.80r) skipped: %s", where, key, reason)
+            return None
+        return event
 
     async def _receive(self, message_id: str, sender: str, payload: dict[str, Any]) -> bool:
         """Store the event, then note the citizen's message: it opens the 24-hour window."""
         if self._sink is None or self._windows is None:
             raise NotReady("facebook channel not started")
         new = await self._sink(message_id, sender, payload)
-        await self._windows.touch(self.name, sender, _time(payload))
+        if problem(payload) is None:  # a citizen we can answer
+            await self._windows.touch(self.name, sender, item_time(payload))
         return new
 
     # ---- parsing -----------------------------------------------------------------------
     def parse(self, message_id: str, sender: str, payload: dict[str, Any]) -> Inbound | None:
-        """Called by the pipeline on one stored `messaging` item."""
-        base = {"channel": self.name, "sender": sender, "message_id": message_id,
-                "received_at": _time(payload)}
-        if "postback" in payload:
-            action = payload["postback"].get("payload")
-            return Inbound(**base, action=action) if action else None
-        message = payload.get("message") or {}
-        attachments = [a for a in message.get("attachments") or [] if isinstance(a, dict)]
-        text = str(message.get("text") or "")
-        links = " ".join([text, *[str((a.get("payload") or {}).get("url") or a.get("url") or "")
-                                   for a in attachments if a.get("type") == "fallback"]])
-        inbound = Inbound(**base, text=text, action=(message.get("quick_reply") or {}).get("payload"),
-                          media=[MediaRef(ref=a["payload"]["url"], declared_type="image/jpeg")
-                                 for a in attachments
-                                 if a.get("type") == "image" and (a.get("payload") or {}).get("url")],
-                          location=_shared_location(attachments) or point_from_links(links))
-        empty = not (inbound.text or inbound.media or inbound.location or inbound.action)
-        return None if empty else inbound
+        """Called by the pipeline on one stored `messaging` item; None for what `skip_reason` explains."""
+        return read(self.name, message_id, sender, payload)[0]
+
+    def skip_reason(self, payload: dict[str, Any]) -> tuple[str, str | None]:
+        """Called by the pipeline when `parse` gave None: the item is ignored, and why."""
+        return "ignored", read(self.name, "?", psid(payload) or "?", payload)[1]
 
     async def fetch_media(self, media: MediaRef) -> bytes:
         """Called by the normalizer: download from Facebook's CDN, capped."""
@@ -236,30 +245,3 @@ def _send_error(response: httpx.Response, tagged: bool) -> Exception:
     if code == 190:  # the page token was revoked or expired: keep the message for a new one
         return RetryLater(f"{text} (check FACEBOOK_PAGE_TOKEN)")
     return PermanentFailure(text)
-
-
-def _event_id(item: dict[str, Any]) -> str | None:
-    """The id to deduplicate on; None for what we never store (echoes, receipts)."""
-    message = item.get("message")
-    if isinstance(message, dict) and not message.get("is_echo"):
-        return str(message["mid"])
-    postback = item.get("postback")
-    if isinstance(postback, dict):
-        return str(postback.get("mid") or f"postback:{item['sender']['id']}:{item['timestamp']}")
-    return None
-
-
-def _time(item: dict[str, Any]) -> datetime:
-    return datetime.fromtimestamp(int(item["timestamp"]) / 1000, tz=UTC)
-
-
-def _shared_location(attachments: list[dict[str, Any]]) -> GeoPoint | None:
-    """Older Messenger clients still send `location` attachments with coordinates."""
-    for a in attachments:
-        coordinates = (a.get("payload") or {}).get("coordinates") or {}
-        if a.get("type") == "location" and "lat" in coordinates:
-            try:
-                return GeoPoint(lat=float(coordinates["lat"]), lon=float(coordinates["long"]))
-            except (KeyError, TypeError, ValueError):
-                return None
-    return None

@@ -67,7 +67,7 @@ def _zalo(settings: Settings, media: MediaLoader) -> Channel | None:
         refresh_token=secrets[2], access_token=access.get_secret_value() if access else None,
         api_url=settings.zalo_api_url, oauth_url=settings.zalo_oauth_url,
         webhook_path=settings.zalo_webhook_path, media_loader=media,
-        max_file_bytes=settings.max_photo_bytes,
+        max_file_bytes=settings.max_photo_bytes, redelivery_seconds=settings.zalo_redelivery_seconds,
         staff_alert=("telegram", str(staff)) if staff is not None else None)
 
 

@@ -10,11 +10,15 @@ to store them) and this module turns it into an endpoint with one error policy:
 - failed signature → 401 (missing) or 403 (wrong), raised by `verify` as `WebhookRejected`;
 - the database cannot store the event → 503, so the platform redelivers later;
 - anything unexpected → a short JSON 500, logged here, never a traceback on the wire.
+
+A web address that cannot be listened on (port taken, no permission, unknown host) ends
+`serve` with `WebServerError`, a one-line reason `run_bots.py` prints instead of a traceback.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import socket
@@ -50,6 +54,10 @@ class WebhookRejected(Exception):
 
 class NotReady(Exception):
     """Raised by a sink whose channel has not been started yet: answered 503."""
+
+
+class WebServerError(RuntimeError):
+    """A one-line reason the web app could not start (raised by `serve`)."""
 
 
 class _BodyTooLarge(Exception):
@@ -108,13 +116,25 @@ class WebhookRoute:
 def _storable(events: list[Event]) -> list[Event]:
     """ValueError (→ 400) for an event the database cannot hold (an integer over 64 bits, an
     id with a NUL): refused before anything is stored, instead of failing every redelivery."""
-    for message_id, sender, payload in events:
-        plain(message_id), plain(sender)  # UnsafeValue is a ValueError
-        try:
-            bson.encode(payload)
-        except (bson.errors.InvalidDocument, OverflowError) as exc:
-            raise ValueError(f"payload cannot be stored: {exc}") from None
+    for event in events:
+        reason = unstorable(event)
+        if reason is not None:
+            raise ValueError(reason)
     return events
+
+
+def unstorable(event: Event) -> str | None:
+    """Why the database could not hold this event, or None. Channels whose deliveries batch
+    several people's events (Messenger) call it per event, to set aside only the bad one."""
+    message_id, sender, payload = event
+    try:
+        plain(message_id), plain(sender)
+        bson.encode(payload)
+    except ValueError as exc:  # UnsafeValue
+        return f"id or sender cannot be stored: {exc}"
+    except (bson.errors.InvalidDocument, OverflowError) as exc:
+        return f"payload cannot be stored: {exc}"
+    return None
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -201,7 +221,14 @@ async def serve(app: Starlette, host: str, port: int, *, log_level: str = "warni
     # answer waited ~40 ms for the client's delayed ACK before its body left (45 ms per webhook).
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise WebServerError(_bind_error(host, port, exc)) from None
+    except OverflowError:  # a port outside 0-65535
+        sock.close()
+        raise WebServerError(f"web port {port} is out of range (set WEB_PORT)") from None
     # Platforms keep webhook connections open between deliveries; uvicorn's 5 s default closed
     # them under a sender's feet (a delivery raced the close and failed in the benchmark).
     config = uvicorn.Config(app, log_level=log_level, lifespan="off", access_log=False,
@@ -215,3 +242,14 @@ async def serve(app: Starlette, host: str, port: int, *, log_level: str = "warni
             raise RuntimeError("web server stopped during start-up")
         await asyncio.sleep(0.01)
     return WebServer(server, task, host, sock.getsockname()[1])
+
+
+def _bind_error(host: str, port: int, exc: OSError) -> str:
+    """One line naming the address, the cause and the setting to change."""
+    if exc.errno == errno.EADDRINUSE:
+        return f"web port {port} on {host} is already in use (set WEB_PORT)"
+    if exc.errno == errno.EACCES:
+        return f"no permission to listen on web port {port} (set WEB_PORT to 1024 or above)"
+    if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on web host {host!r}: {exc.strerror} (set WEB_HOST)"
+    return f"cannot listen on {host}:{port}: {exc.strerror or exc} (set WEB_HOST / WEB_PORT)"

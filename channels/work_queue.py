@@ -16,6 +16,8 @@ from typing import Awaitable, Callable, Generic, Hashable, Iterable, TypeVar
 
 from pymongo.errors import PyMongoError
 
+from store.errors import conflict, describe, unavailable
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -97,19 +99,37 @@ class WorkQueue(Generic[T]):
 
 
 async def run_worker(step: Callable[[], Awaitable[bool]], stop: asyncio.Event, wakeup: asyncio.Event,
-                     idle_seconds: float, name: str) -> None:
+                     idle_seconds: float, name: str, max_pause: float = 5.0) -> None:
     """The loop of the pipeline's and the outbox's workers: `step` until there is nothing to do,
-    then sleep until woken, stopped or `idle_seconds` pass; a database outage only pauses it."""
+    then sleep until woken, stopped or `idle_seconds` pass. A database error only pauses it,
+    longer after each failure in a row (up to `max_pause`), and is logged at the 1st, 2nd,
+    4th, 8th… failure in a row, then once when the database answers again: an outage is a
+    few lines in the log, not thousands."""
+    failures = 0
     while not stop.is_set():
         wakeup.clear()  # before the claim: a wake-up after it is not lost
         try:
             busy = await step()
-        except PyMongoError as exc:
-            what = "write conflict" if exc.has_error_label("TransientTransactionError") else "database unavailable"
-            log.warning("%s in %s, trying again: %s", what, name, str(exc).splitlines()[0][:200])
-            busy = False
+        except Exception as exc:  # noqa: BLE001 - the loop must outlive any failure
+            failures += 1
+            if failures & (failures - 1) == 0:
+                log.warning("%s in %s (%d in a row), trying again: %s", _kind(exc), name, failures, describe(exc),
+                            exc_info=None if isinstance(exc, PyMongoError) else exc)  # a bug: its traceback
+            await wait_any(stop, asyncio.Event(), min(idle_seconds * 2 ** (failures - 1), max_pause))
+            continue
+        if failures:
+            log.warning("%s: the database answers again after %d failed attempt(s)", name, failures)
+            failures = 0
         if not busy:
             await wait_any(stop, wakeup, idle_seconds)
+
+
+def _kind(exc: Exception) -> str:
+    if not isinstance(exc, PyMongoError):
+        return "unexpected error"
+    if unavailable(exc):
+        return "database unavailable"
+    return "write conflict" if conflict(exc) else "database error"
 
 
 async def wait_any(stop: asyncio.Event, wakeup: asyncio.Event, timeout: float) -> None:

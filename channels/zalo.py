@@ -3,9 +3,13 @@
 The gateway builds one `ZaloChannel` from settings, calls `bind(database)` (token pair and
 reply windows live in the database), then `start(sink)`; `routes()` gives `channels.webapp`
 the webhook endpoint. Each request's `X-ZEvent-Signature: mac=<hex>` must equal
-SHA-256(app id + raw body + the body's `timestamp` + OA secret key) and the timestamp be
-recent. Citizen events are stored through the sink and their time noted as the citizen's
-reply window; the pipeline calls `parse` and `fetch_media`, the outbox calls `send`.
+SHA-256(app id + raw body + the body's `timestamp` + OA secret key). Zalo redelivers a
+failed delivery (+30 s, +5.5, +20.5, +50.5, +110 min) with its original timestamp, so a
+signed timestamp is accepted for `redelivery_seconds` (ZALO_REDELIVERY_SECONDS, 3 h) and
+no further ahead than a small clock skew; a replay inside that window is harmless, the
+event id being unique in the inbound store (kept for good). Citizen events are stored
+through the sink and their time noted as the citizen's reply window; the pipeline calls
+`parse` and `fetch_media`, the outbox calls `send`.
 
 Zalo lets an OA answer (CS messages) only after a citizen's recent message: none after
 7 days, a quota before; `send` raises `WindowClosed` then, for the agency loop's fallback.
@@ -48,6 +52,8 @@ WINDOW = timedelta(days=7)  # no CS message at all after this long a silence
 RATE_LIMITED = -32
 WINDOW_ERRORS = {-230, -305}  # no interaction within 7 days / out of the CS quota
 CITIZEN_EVENTS = ("user_send_", "follow")
+REDELIVERY_SECONDS = 3 * 3600.0  # Zalo's last retry comes ~110 min after the first attempt
+MAX_SKEW_SECONDS = 300.0  # how far ahead of our clock a timestamp may be
 MediaLoader = Callable[[str], Awaitable[bytes]]
 
 
@@ -60,18 +66,20 @@ class ZaloChannel:
                  media_loader: MediaLoader, access_token: str | None = None,
                  api_url: str = "https://openapi.zalo.me",
                  oauth_url: str = "https://oauth.zaloapp.com", webhook_path: str = "/zalo/webhook",
-                 max_file_bytes: int = 10_000_000, max_skew_seconds: float = 600.0,
+                 max_file_bytes: int = 10_000_000, redelivery_seconds: float = REDELIVERY_SECONDS,
+                 max_skew_seconds: float = MAX_SKEW_SECONDS,
                  staff_alert: tuple[str, str] | None = None,
                  clock: Callable[[], datetime] = utcnow, timeout: float = 30.0) -> None:
         """Called by the registry with settings (tests: with the fake API's URLs).
 
         `staff_alert` = (channel, address) of the IOC staff chat told when the token
         refresh fails; without it the failure is logged (critical) and kept on the token
-        document only."""
+        document only. A signed delivery is accepted from `redelivery_seconds` ago up to
+        `max_skew_seconds` ahead of our clock."""
         self._app_id, self._oa_secret = app_id, oa_secret_key
         self._seed = (refresh_token, access_token)
         self._media_loader, self._max_file_bytes = media_loader, max_file_bytes
-        self._path, self._skew = webhook_path, max_skew_seconds
+        self._path, self._skew, self._max_age = webhook_path, max_skew_seconds, redelivery_seconds
         self._staff_alert, self._clock = staff_alert, clock
         self._http = httpx.AsyncClient(timeout=timeout)
         self._tokens = ZaloTokens(self._http, app_id=app_id, app_secret=app_secret,
@@ -113,8 +121,11 @@ class ZaloChannel:
         signed = self._app_id.encode() + body + stamp.encode() + self._oa_secret.encode()
         if not hmac.compare_digest(mac.encode(), hashlib.sha256(signed).hexdigest().encode()):
             raise WebhookRejected("wrong X-ZEvent-Signature")
-        if abs((self._clock() - sent_at).total_seconds()) > self._skew:
-            raise WebhookRejected("stale webhook timestamp (replay?)")
+        age = (self._clock() - sent_at).total_seconds()
+        if age > self._max_age:
+            raise WebhookRejected(f"webhook timestamp {age:.0f} s old, past Zalo's redeliveries (replay?)")
+        if age < -self._skew:
+            raise WebhookRejected(f"webhook timestamp {-age:.0f} s in the future")
 
     def _events(self, payload: Any) -> list[tuple[str, str, dict[str, Any]]]:
         """One event per delivery; OA echoes and seen/received receipts are not stored."""

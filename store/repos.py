@@ -32,6 +32,11 @@ OUTBOX_LEASE = timedelta(seconds=120)
 UNFINISHED = ["pending", "processing"]  # "processing": left by runs from before the in-memory queue
 
 
+def reply_prefix(record_id: ObjectId) -> str:
+    """The outbox keys of the bot's replies to one inbound event start with this (`in:<id>:n`)."""
+    return f"in:{record_id}:"
+
+
 def _journaled(collection: AsyncCollection, session: AsyncClientSession | None) -> AsyncCollection:
     """The collection with a journaled write concern, unless a transaction sets its own."""
     return collection if session is not None else collection.with_options(write_concern=JOURNALED)
@@ -123,6 +128,17 @@ class OutboxRepo(Repo):
             item.status, item.attempts = "sending", 1
         docs = [{**i.model_dump(by_alias=True, mode="python"), "lease_until": until} for i in items]
         await self.db.outbox.insert_many(docs, session=self.s)
+
+    async def committed_replies(self, prefixes: Sequence[str]) -> list[OutboxItem]:
+        """The items still being sent whose keys start with one of `prefixes`: replies a
+        commit whose answer was lost queued for this gateway (read by key range, indexed)."""
+        items: list[OutboxItem] = []
+        for prefix in prefixes:
+            upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+            cursor = self.db.outbox.find({"_id": {"$gte": prefix, "$lt": upper}, "status": "sending"},
+                                         session=self.s)
+            items += [OutboxItem.model_validate(d) async for d in cursor]
+        return items
 
     async def claim(self, lease: timedelta = OUTBOX_LEASE,
                     exclude_addresses: Sequence[str] = ()) -> OutboxItem | None:

@@ -8,7 +8,7 @@ import hmac
 import json
 import time
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +180,82 @@ def test_parse_postback_quick_reply_and_links(database: Database) -> None:
     osm = webhook("message_text", text="https://www.openstreetmap.org/?mlat=15.88&mlon=108.33#map=17/15.88/108.33")
     assert channel.parse("o", PSID, osm["entry"][0]["messaging"][0]).location == GeoPoint(lat=15.88, lon=108.33)
     assert channel.parse("a", PSID, item("message_text")).location is None
+
+
+# ---- one bad item in a batch ----------------------------------------------------------------
+OTHER = "8823456789012345"
+
+
+def poison_batch() -> dict[str, Any]:
+    """Meta's own messaging_postbacks example (a sender with only a `user_ref`, the timestamp a
+    string of seconds) between two citizens' messages."""
+    data = webhook("batch_with_user_ref_postback")
+    data["entry"][0]["messaging"][1]["timestamp"] = str(int(time.time()))
+    return data
+
+
+async def test_poison_user_ref_item_is_ignored_and_the_two_citizens_answered(
+        gateway: Gateway, fake: FakeGraphAPI) -> None:
+    batch = poison_batch()
+    response = await post(url(gateway), batch)
+    assert response.status_code == 200 and response.json() == {"ok": True, "received": 3, "new": 3}
+    await gateway.drain()
+    assert {c.body["recipient"]["id"] for c in fake.calls} == {PSID, OTHER}
+    record = await gateway.database.db.inbound.find_one({"channel": "facebook", "message_id": "m_MESSAGE-ID"})
+    assert record["status"] == "ignored" and "user_ref" in record["reason"]
+    assert record["sender"] == "user_ref:USER-REF-ID"
+    assert await ReplyWindows(gateway.database).last("facebook", "user_ref:USER-REF-ID") is None
+
+    answered = len(fake.calls)
+    again = await post(url(gateway), batch)  # Meta resends the batch: nothing is new, nothing said twice
+    assert again.status_code == 200 and again.json()["new"] == 0
+    await gateway.drain()
+    assert len(fake.calls) == answered
+
+
+async def test_poison_items_of_unknown_shape_do_not_hold_back_the_batch(
+        gateway: Gateway, fake: FakeGraphAPI, caplog: pytest.LogCaptureFixture) -> None:
+    batch = poison_batch()
+    items = batch["entry"][0]["messaging"]
+    now = int(time.time() * 1000)
+    items[1] = {"sender": {"id": "9934567890123456"}, "recipient": {"id": "104598372194856"},
+                "timestamp": now, "message": "ổ gà bí mật"}  # a message that is not an object
+    items.insert(2, {"sender": {"id": "9934567890123457"}, "recipient": {"id": "104598372194856"},
+                     "timestamp": now, "message": {"mid": "m_huge", "text": "ổ gà bí mật", "seq": 2 ** 70}})
+    items.insert(3, "ổ gà bí mật")  # not even an object
+    batch["entry"].append({"id": "104598372194856", "time": now, "messaging": "ổ gà bí mật"})
+    response = await post(url(gateway), batch)
+    assert response.status_code == 200 and response.json()["received"] == 3
+    await gateway.drain()
+    assert {c.body["recipient"]["id"] for c in fake.calls} == {PSID, OTHER}
+    record = await gateway.database.db.inbound.find_one({"sender": "9934567890123456"})
+    assert (record["status"], record["reason"]) == ("ignored", "message is not an object")
+    assert "item 0.2 (id 'm_huge') skipped: payload cannot be stored" in caplog.text
+    assert "item 0.3 skipped: not an object" in caplog.text and "entry 1 skipped" in caplog.text
+    assert "bí mật" not in caplog.text  # positions, ids and reasons; never what citizens wrote
+
+
+@pytest.mark.parametrize("stamp, expected", [
+    (1458692752478, datetime(2016, 3, 23, 0, 25, 52, 478000, tzinfo=UTC)),
+    ("1458692752478", datetime(2016, 3, 23, 0, 25, 52, 478000, tzinfo=UTC)),
+    ("1527459824", datetime(2018, 5, 27, 22, 23, 44, tzinfo=UTC)),
+    (1527459824, datetime(2018, 5, 27, 22, 23, 44, tzinfo=UTC))])
+def test_timestamps_in_milliseconds_or_seconds_numbers_or_strings(
+        database: Database, stamp: int | str, expected: datetime) -> None:
+    channel = FacebookChannel(page_token="t", app_secret="s", verify_token="v", media_loader=MediaStore(database).load)
+    item = webhook("postback")["entry"][0]["messaging"][0]
+    item["timestamp"] = stamp
+    assert channel.parse("p", PSID, item).received_at == expected
+
+
+async def test_a_string_seconds_timestamp_is_not_read_as_1970(gateway: Gateway, fake: FakeGraphAPI) -> None:
+    """Read as milliseconds it was January 1970, the 24-hour window long shut: no answer."""
+    payload = webhook("message_text", "m_seconds", text=FULL)
+    payload["entry"][0]["messaging"][0]["timestamp"] = str(int(time.time()))
+    [answer] = await say(gateway, fake, payload)
+    assert answer["messaging_type"] == "RESPONSE" and answer["recipient"] == {"id": PSID}
+    last = await ReplyWindows(gateway.database).last("facebook", PSID)
+    assert last is not None and abs((utcnow() - last.replace(tzinfo=UTC)).total_seconds()) < 60
 
 
 async def test_fetch_media_is_size_capped(fake: FakeGraphAPI, database: Database) -> None:

@@ -183,10 +183,10 @@ async def faulty(db_server: EmbeddedServer) -> AsyncIterator[tuple[Database, Any
     database = await connect(f"{db_server.uri}&appName={app}", f"t_{uuid.uuid4().hex[:12]}")
     admin: AsyncMongoClient = AsyncMongoClient(db_server.uri)
 
-    async def fail(commands: list[str], times: int) -> None:
-        await admin.admin.command({"configureFailPoint": "failCommand", "mode": {"times": times},
-                                   "data": {"failCommands": commands, "errorCode": UNKNOWN_ERROR,
-                                            "appName": app}})
+    async def fail(commands: list[str], times: int, **how: Any) -> None:
+        """The next `times` of `commands` fail with UNKNOWN_ERROR, or as `how` says."""
+        data = {"failCommands": commands, "appName": app, **(how or {"errorCode": UNKNOWN_ERROR})}
+        await admin.admin.command({"configureFailPoint": "failCommand", "mode": {"times": times}, "data": data})
     yield database, fail
     await admin.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
     await database.client.drop_database(database.db.name)
@@ -209,7 +209,8 @@ async def gateway(faulty: tuple[Database, Any], api: BenchTelegramAPI) -> AsyncI
 async def step(work: Any) -> bool | None:
     """One pass of a worker loop, which survives a database error the same way."""
     try:
-        return await work()
+        async with asyncio.timeout(30):
+            return await work()
     except PyMongoError:
         return None
 
@@ -220,8 +221,8 @@ async def test_injected_write_errors_lose_and_repeat_nothing(gateway: Gateway, f
     await fail(["insert"], 1)  # storing the webhook fails: the platform is told to retry
     assert await post_round(gateway.web.url, [update]) == [503]
     assert await post_round(gateway.web.url, [update]) == [200]
-    await fail(["commitTransaction"], 1)  # the bot's turn cannot commit: handed back, redone
-    assert await step(gateway.pipeline.process) is None
+    await fail(["commitTransaction"], 1)  # the bot's turn cannot commit: counted, redone
+    assert await step(gateway.pipeline.process) is True
     assert await step(gateway.pipeline.process) is True
     await fail(["update"], 2)  # the reply is sent, then its mark fails twice: retried, not resent
     assert await step(gateway.outbox.deliver) is True
@@ -233,6 +234,55 @@ async def test_injected_write_errors_lose_and_repeat_nothing(gateway: Gateway, f
     assert await store.inbound.count(status="done") == 1
     assert [i.status for i in await store.outbox.list()] == ["sent", "sent"]
     assert api.replies[chat_id(0)] == 1 and api.replies[chat_id(1)] == 1
+
+
+async def test_lost_commit_answer_is_taken_as_done_and_its_replies_sent_once(gateway: Gateway, faulty, api) -> None:
+    """The commit goes through but its answer is lost (the server applies it and answers with
+    a write-concern error, the driver's own retry too): the batch is retried, found handled,
+    nothing is redone, the replies that commit queued are sent once, and the line goes on."""
+    _, fail = faulty
+    first = [report_updates(n)[0] for n in range(3)]
+    assert await post_round(gateway.web.url, first) == [200] * 3
+    await fail(["commitTransaction"], 1, writeConcernError={"code": 64, "errmsg": "waiting for replication timed out",
+                                                          "errInfo": {"wtimeout": True}})
+    assert await step(gateway.pipeline.process) is None  # unknown outcome: the worker waits
+    assert await step(gateway.pipeline.process) is True  # found handled by the lost commit
+    assert await step(gateway.pipeline.process) is False  # nothing left in line
+    second = [report_updates(n)[1] for n in range(3)]
+    assert await post_round(gateway.web.url, second) == [200] * 3
+    assert await step(gateway.pipeline.process) is True
+    while await step(gateway.outbox.deliver):
+        pass
+    store = Store(gateway.database)
+    assert await store.inbound.count(status="done") == 6
+    outbox = await store.outbox.list()
+    assert len(outbox) == 6 and {i.status for i in outbox} == {"sent"}
+    assert all(api.replies[chat_id(n)] == 2 for n in range(3))  # one answer per message, none twice
+
+
+async def test_poison_errors_end_each_event_as_failed_and_nothing_stays_stuck(gateway: Gateway, faulty, api) -> None:
+    """A server error that is not an outage, met every time (each turn's insert of its replies
+    is refused): the batch is split, each event is tried a bounded number of times and then
+    recorded failed with the reason; the line is empty afterwards and the next citizens are
+    answered."""
+    _, fail = faulty
+    assert await post_round(gateway.web.url, [report_updates(n)[0] for n in range(3)]) == [200] * 3
+    await fail(["insert"], 1000)
+    passes = 0
+    while await step(gateway.pipeline.process) and passes < 50:
+        passes += 1
+    store = Store(gateway.database)
+    failed = [r for r in await gateway.database.db.inbound.find({"status": "failed"}).to_list(None)]
+    assert len(failed) == 3 and all("code 8" in r["reason"] for r in failed)
+    assert all(r["attempts"] == 5 for r in failed)
+    assert await step(gateway.pipeline.process) is False  # nothing left in line
+    await fail(["insert"], 0)
+    assert await post_round(gateway.web.url, [report_updates(n)[0] for n in range(3, 5)]) == [200] * 2
+    assert await step(gateway.pipeline.process) is True
+    while await step(gateway.outbox.deliver):
+        pass
+    assert await store.inbound.count(status="done") == 2
+    assert api.replies[chat_id(3)] == 1 and api.replies[chat_id(4)] == 1 and api.replies[chat_id(0)] == 0
 
 
 async def test_bot_api_429_and_500_are_retried_after_retry_after_then_backoff(gateway: Gateway, api) -> None:

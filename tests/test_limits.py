@@ -151,7 +151,7 @@ async def test_every_webhook_refuses_missing_wrong_and_replayed_signatures(
         hooks, database: Database, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     tg = json.dumps({"update_id": 7, "message": {"message_id": 1, "date": 1, "chat": {"id": 1, "type": "private"}}})
-    old = str(int((time.time() - 3600) * 1000))
+    old = str(int((time.time() - 4 * 3600) * 1000))  # past ZALO_REDELIVERY_SECONDS
     zalo = json.dumps({"event_name": "user_send_text", "timestamp": old,
                        "sender": {"id": "z1"}, "message": {"msg_id": "m1", "text": "hi"}}).encode()
     fb = json.dumps({"object": "page", "entry": []}).encode()

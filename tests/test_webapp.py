@@ -11,7 +11,7 @@ from pymongo.errors import ServerSelectionTimeoutError
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from channels.webapp import WebhookRejected, WebhookRoute, build_app, serve
+from channels.webapp import WebhookRejected, WebhookRoute, WebServerError, build_app, serve
 
 SECRET = "s3cret"
 
@@ -186,3 +186,16 @@ async def test_answers_leave_without_waiting_for_the_clients_ack(sink: Sink, hea
             assert sockets and all(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for s in sockets)
     finally:
         await server.stop()
+
+
+async def test_serve_on_a_taken_port_is_a_one_line_error(sink: Sink, health: Health) -> None:
+    app = build_app([WebhookRoute("/hooks/test", verify, events, sink)], health)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(WebServerError) as raised:
+            await serve(app, "127.0.0.1", port)
+    assert str(raised.value) == f"web port {port} on 127.0.0.1 is already in use (set WEB_PORT)"
+    with pytest.raises(WebServerError, match="out of range"):
+        await serve(app, "127.0.0.1", 70_000)

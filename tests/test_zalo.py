@@ -20,6 +20,7 @@ from channels.base import PermanentFailure, RetryLater, WindowClosed
 from channels.outbox import OutboxWorker
 from channels.zalo import ZaloChannel
 from normalizer.messages import Button, GeoPoint, Outbound, utcnow
+from settings import Settings
 from store.database import Database
 from store.media import MediaStore
 from store.repos import Store
@@ -156,18 +157,61 @@ async def test_echoes_follow_and_files(gateway: Gateway, fake: FakeZaloAPI) -> N
 
 
 # ---- signatures ---------------------------------------------------------------------------
-@pytest.mark.parametrize("case, status", [("missing", 401), ("wrong", 403), ("old", 403),
-                                          ("tampered", 403)])
-async def test_bad_signatures_are_refused(gateway: Gateway, case: str, status: int) -> None:
-    payload = event("user_send_text", "sig-1", ms=int(time.time() * 1000) - (3600_000 if case == "old" else 0))
-    body = json.dumps(payload).encode()
+WINDOW_MS = 3 * 3600_000  # ZALO_REDELIVERY_SECONDS' default
+
+
+@pytest.mark.parametrize("case, status", [("missing", 401), ("wrong", 403), ("past_redelivery", 403),
+                                          ("future", 403), ("tampered", 403)])
+async def test_bad_signatures_are_refused(gateway: Gateway, case: str, status: int,
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    shift = {"past_redelivery": -WINDOW_MS - 60_000, "future": 15 * 60_000}.get(case, 0)
+    payload = event("user_send_text", "sig-1", ms=int(time.time() * 1000) + shift)
+    body = json.dumps(payload, ensure_ascii=False).encode()  # the bytes `post` sends
     headers = {"missing": {}, "wrong": {"X-ZEvent-Signature": signature(body, payload["timestamp"], "nope")},
-               "old": {"X-ZEvent-Signature": signature(body, payload["timestamp"])},
+               "past_redelivery": {"X-ZEvent-Signature": signature(body, payload["timestamp"])},
+               "future": {"X-ZEvent-Signature": signature(body, payload["timestamp"])},
                "tampered": {"X-ZEvent-Signature": signature(body, str(int(payload["timestamp"]) + 1))}}[case]
     assert gateway.web is not None
     response = await post(gateway.web.url, payload, headers)
     assert response.status_code == status
     assert await Store(gateway.database).inbound.count(channel="zalo") == 0
+    why = {"past_redelivery": "past Zalo's redeliveries", "future": "in the future"}.get(case, "X-ZEvent-Signature")
+    assert why in caplog.text  # the log says which check refused it
+
+
+@pytest.mark.parametrize("minutes", [30, 110])
+async def test_redelivery_with_the_original_timestamp_is_accepted_once(
+        gateway: Gateway, fake: FakeZaloAPI, minutes: int) -> None:
+    """Zalo retries a failed delivery (+30 s … +110 min) with its first signed timestamp, e.g.
+    after our 503s while the database was down: the message is taken, and answered once."""
+    payload = event("user_send_text", f"late-{minutes}", ms=int(time.time() * 1000) - minutes * 60_000,
+                    text=FULL)
+    assert gateway.web is not None
+    first = await post(gateway.web.url, payload)
+    assert (first.status_code, first.json()["new"]) == (200, 1)
+    await gateway.drain()
+    again = await post(gateway.web.url, payload)  # the retry after a lost answer: same bytes, same signature
+    assert (again.status_code, again.json()["new"]) == (200, 0)
+    await gateway.drain()
+    [answer] = [c.json for c in fake.calls if c.path == "/v3.0/oa/message/cs"]  # one answer, not two
+    assert answer["recipient"] == {"user_id": CITIZEN} and answer["message"]["text"]
+    assert await Store(gateway.database).inbound.count(channel="zalo") == 1
+
+
+async def test_redelivery_window_is_the_channels_setting(fake: FakeZaloAPI, database: Database) -> None:
+    """ZALO_REDELIVERY_SECONDS: a delivery older than the window is refused as a replay."""
+    short = make_channel(fake, database, redelivery_seconds=600)
+    async with serving(database, {"zalo": short}, load_policy(POLICY)) as gw:
+        assert gw.web is not None
+        old = event("user_send_text", "late-20", ms=int(time.time() * 1000) - 20 * 60_000, text=FULL)
+        fresh = event("user_send_text", "late-5", ms=int(time.time() * 1000) - 5 * 60_000, text=FULL)
+        assert (await post(gw.web.url, old)).status_code == 403
+        assert (await post(gw.web.url, fresh)).status_code == 200
+
+
+def test_redelivery_setting_covers_zalos_retries() -> None:
+    """Zalo's last retry comes about 110 minutes after the first attempt."""
+    assert Settings(_env_file=None).zalo_redelivery_seconds >= 2 * 3600
 
 
 # ---- tokens ----------------------------------------------------------------------------
