@@ -33,8 +33,11 @@ from replies.agency_bot import AgencyLoop
 from store.database import Database
 from store.media import MediaStore
 from store.repos import unit_of_work
+from store.sessions import SessionPool
 
 log = logging.getLogger(__name__)
+
+TRANSACTION_SESSIONS = 8  # the scheduler's, agency loop's, staff's and Open311's transactions at once, at most
 
 
 class Gateway:
@@ -70,6 +73,7 @@ class Gateway:
         self.outbox = OutboxWorker(database, self.channels, max_attempts=outbox_max_attempts,
                                    on_window_closed=self.agency.on_window_closed, poll_seconds=idle_seconds)
         self.pipeline.on_queued = self.outbox.accept
+        self.sessions = SessionPool(database, "gateway", size=TRANSACTION_SESSIONS)
         self.workers = workers  # loops each of pipeline and outbox: one batch's I/O overlaps the next
         self.web_address, self.max_body_bytes, self.open311_api_key = web, max_body_bytes, open311_api_key
         self.scheduler_seconds, self.idle_seconds = scheduler_seconds, idle_seconds
@@ -79,6 +83,8 @@ class Gateway:
 
     async def start(self, workers: bool = True) -> None:
         """Start channels and web app; `workers=False` leaves processing to `drain` (replay)."""
+        self.database.transactions = self.sessions  # every transaction on a session the next start can end
+        await self.sessions.open()  # ends the last run's, so nothing it left open holds a document
         await self.pipeline.recover()  # before anything new arrives: what the last run left comes first
         for name, channel in self.channels.items():
             await channel.start(self.pipeline.sink(name))
@@ -146,3 +152,5 @@ class Gateway:
             await self.web.stop()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.pipeline.session.close()
+        await self.sessions.close()
+        self.database.transactions = None

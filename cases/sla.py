@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from pymongo.errors import OperationFailure
+from pymongo.errors import OperationFailure, PyMongoError
 
 from bots.texts import Texts
 from cases import deadlines
@@ -82,6 +82,11 @@ async def sla_pass(database: Database, policy: Policy, calendar: WorkingCalendar
                 await _handle_case(store, ctx, reflection, now, report)
         except (_Changed, OperationFailure) as exc:  # moved meanwhile, or a write conflict
             log.info("sla: %s skipped this pass: %s", reflection.code, type(exc).__name__)
+            report.skipped.append(reflection.code)
+        except Exception as exc:  # noqa: BLE001 - one broken case must not stop every other case's deadlines
+            if isinstance(exc, PyMongoError):
+                raise  # the database is down: the whole pass waits for the next one
+            log.error("sla: %s failed this pass: %s", reflection.code, type(exc).__name__, exc_info=exc)
             report.skipped.append(reflection.code)
     return report
 

@@ -151,8 +151,8 @@ def _period_start(now: datetime, period: str) -> datetime:
 # ---- alerts pushed to the staff chat ---------------------------------------------------
 async def staff_alerts(store: Store, policy: Policy, now: datetime, *, texts: Texts,
                        chat: tuple[str, str]) -> list[Delivery]:
-    """New urgent and newly late open cases, and messages the outbox gave up on, each pushed
-    once to the staff `chat`.
+    """New urgent and newly late open cases, messages the outbox gave up on, and incoming
+    events the pipeline gave up on, each pushed once to the staff `chat`.
 
     Called by the gateway's scheduler inside a unit of work: each alert is a history entry on
     the case (so it is never pushed twice) and an outbox item under `staff-alert:<code>:<kind>`.
@@ -172,5 +172,12 @@ async def staff_alerts(store: Store, policy: Policy, now: datetime, *, texts: Te
                             error=item.last_error, snippet=item.message.text[:200])
         message = Outbound(text=text, kind="notice")
         await store.outbox.enqueue(f"staff-undelivered:{item.id}", chat[0], chat[1], message)
+        out.append(Delivery(chat[0], chat[1], message))
+    for record in await store.inbound.take_failed():
+        text = texts.render("staff_event_failed", "vi", channel=record.channel, sender=record.sender,
+                            message_id=record.message_id[:80], attempts=max(record.attempts, 1),
+                            reason=record.reason)
+        message = Outbound(text=text, kind="notice")
+        await store.outbox.enqueue(f"staff-failed:{record.id}", chat[0], chat[1], message)
         out.append(Delivery(chat[0], chat[1], message))
     return out

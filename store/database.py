@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from gridfs import AsyncGridFSBucket
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, WriteConcern
@@ -16,6 +16,9 @@ from pymongo.errors import CollectionInvalid, PyMongoError
 
 from store.geocells import cell_of
 from store.group_commit import GroupCommit
+
+if TYPE_CHECKING:
+    from store.sessions import SessionPool
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -30,6 +33,9 @@ class Database:
     client: AsyncMongoClient
     db: AsyncDatabase
     _journal: GroupCommit[None, None] | None = field(default=None, init=False, repr=False, compare=False)
+    # Set by the gateway at start: `unit_of_work` then runs every transaction on a session
+    # the next start can end (store.sessions); CLIs and tests leave it None.
+    transactions: SessionPool | None = field(default=None, init=False, repr=False, compare=False)
 
     async def flush_journal(self) -> None:
         """Returns once every transaction committed before the call is on disk. Called by

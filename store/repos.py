@@ -102,6 +102,17 @@ class InboundRepo(Repo):
                      attempts: int | None = None) -> None:
         await self.finish_many([record_id], status, reason, attempts)
 
+    async def take_failed(self, limit: int = 50) -> list[InboundRecord]:
+        """Events given up on that staff were not told about yet; the staff alerts call this
+        once per pass and it marks what it returns as told (so each is told once)."""
+        query = {"status": "failed", "staff_told": {"$ne": True}}
+        cursor = self.db.inbound.find(query, {"payload": 0}, session=self.s).sort("received_at", 1).limit(limit)
+        records = [InboundRecord.model_validate({**d, "payload": {}}) async for d in cursor]  # the body stays put
+        if records:
+            await self.db.inbound.update_many({"_id": {"$in": [r.id for r in records]}},
+                                              {"$set": {"staff_told": True}}, session=self.s)
+        return records
+
     async def count(self, **filters: str) -> int:
         return await self.db.inbound.count_documents({k: plain(v) for k, v in filters.items()},
                                                      session=self.s)
@@ -285,9 +296,12 @@ async def unit_of_work(database: Database, buffered: bool = False,
                        session: AsyncClientSession | None = None) -> AsyncIterator[Store]:
     """A `Store` whose writes commit together or not at all, and are on disk when the block
     is left (`Database.flush_journal`): what follows may tell the world. On `session` if one
-    is given (the pipeline's own, `store.sessions`), else on a new one."""
+    is given (the pipeline's own), else on one of the gateway's recorded sessions when it
+    runs (`store.sessions`), else on a new one."""
     async with AsyncExitStack() as stack:
-        if session is None:
+        if session is None and database.transactions is not None:
+            session = await stack.enter_async_context(database.transactions.lease())
+        elif session is None:
             session = await stack.enter_async_context(database.client.start_session())
         async with await session.start_transaction(write_concern=JOURNALED):
             store = Store(database, session, buffered)

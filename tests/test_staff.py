@@ -323,6 +323,20 @@ async def test_urgent_and_late_cases_are_pushed_to_the_staff_chat_once(gw: Gatew
     assert "TRỄ HẠN" in sent[1] and calm.code in sent[1]
 
 
+async def test_poison_event_given_up_on_is_told_to_the_staff_chat_once(gw: Gateway) -> None:
+    """An event that can never be handled (its channel is no longer enabled) ends failed with
+    its reason, and the staff chat hears of it once, without the message's content."""
+    assert await gw.pipeline.sink("viber")("v-1", "viber-user", {"text": "Số 0912345678, cống vỡ"})
+    await gw.drain()
+    assert await Store(gw.database).inbound.count(status="failed") == 1
+    await gw.tick()
+    await gw.tick()
+    await gw.drain()
+    sent = [m.text for address, m in gw.channels["telegram"].sent if address == str(STAFF_CHAT)]  # type: ignore[attr-defined]
+    assert len(sent) == 1
+    assert "v-1" in sent[0] and "channel not enabled" in sent[0] and "0912" not in sent[0]
+
+
 async def test_interactive_shell_runs_commands_until_exit(gw: Gateway) -> None:
     r = await file_case(gw)
     out = io.StringIO()

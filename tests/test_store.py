@@ -1,10 +1,14 @@
 """The store against the real embedded server over TCP."""
 from __future__ import annotations
 
+import subprocess
+import sys
+import uuid
 from pathlib import Path
 
 import pytest
 from pymongo import MongoClient
+from pymongo.errors import OperationFailure
 
 from normalizer.messages import Outbound
 from store.database import DatabaseUnavailable, connect
@@ -13,6 +17,7 @@ from store.media import MediaStore
 from store.models import Reflection
 from store.repos import Store, unit_of_work
 from store.safe import UnsafeValue
+from store.sessions import SessionPool
 from tests.conftest import FIXTURES
 
 INJECTIONS = [{"$gt": ""}, {"$ne": None}, ["a"], 5.5, None]
@@ -185,3 +190,56 @@ async def test_a_committed_unit_of_work_survives_the_database_killed_right_after
         await database.close()
     finally:
         server.stop()
+
+
+_HOLD_A_TRANSACTION = """
+import asyncio, sys
+from store.database import connect
+from store.repos import unit_of_work
+from store.sessions import SessionPool
+
+async def main(uri, name):
+    database = await connect(uri, name)
+    database.transactions = SessionPool(database, "gateway", size=2)  # as Gateway.start does
+    await database.transactions.open()
+    async with unit_of_work(database) as store:  # a scheduler pass moving a case
+        await store.database.db.reflections.update_one(
+            {"_id": "case-1"}, {"$set": {"status": "late"}}, session=store.reflections.s)
+        print("inside", flush=True)
+        await asyncio.sleep(3600)
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+async def test_a_gateway_sigkilled_inside_a_scheduler_transaction_leaves_nothing_locked_after_restart(
+        db_server: EmbeddedServer) -> None:
+    """Every transaction the gateway runs is on a session it recorded at start: killed inside
+    one, the next start ends it, and the case it was moving can be written at once (without
+    that, the dead transaction holds the case until the server's 60 s lifetime runs out)."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    database = await connect(db_server.uri, name, timeout_ms=5000)
+    await database.db.reflections.insert_one({"_id": "case-1", "status": "forwarded"})
+    child = subprocess.Popen([sys.executable, "-c", _HOLD_A_TRANSACTION, db_server.uri, name],
+                             stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "inside"
+    finally:
+        child.kill()
+        child.wait(10)
+
+    async def move_case() -> None:
+        async with unit_of_work(database) as store:
+            await store.database.db.reflections.update_one(
+                {"_id": "case-1"}, {"$set": {"status": "answered"}}, session=store.reflections.s)
+
+    with pytest.raises(OperationFailure) as held:  # the dead run's transaction holds the case
+        await move_case()
+    assert held.value.has_error_label("TransientTransactionError")
+    restarted = SessionPool(database, "gateway", size=2)
+    await restarted.open()  # the next start
+    await move_case()
+    assert (await database.db.reflections.find_one({"_id": "case-1"}))["status"] == "answered"
+    await restarted.close()
+    await database.client.drop_database(name)
+    await database.close()
