@@ -36,7 +36,8 @@ from store.errors import conflict, describe, unavailable
 from store.group_commit import GroupCommit
 from store.media import MediaStore
 from store.models import InboundRecord, OutboxItem
-from store.repos import UNFINISHED, Store, reply_prefix, unit_of_work
+from store.inbound import UNFINISHED
+from store.repos import Store, reply_prefix, unit_of_work
 from store.sessions import OwnSession
 
 log = logging.getLogger(__name__)

@@ -7,18 +7,18 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Protocol, Sequence
 
 from gridfs import AsyncGridFSBucket
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, WriteConcern
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import CollectionInvalid, PyMongoError
 
 from store.geocells import cell_of
 from store.group_commit import GroupCommit
-
-if TYPE_CHECKING:
-    from store.sessions import SessionPool
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -28,6 +28,17 @@ class DatabaseUnavailable(RuntimeError):
 JOURNALED = WriteConcern(j=True)
 
 
+def journaled(collection: AsyncCollection, session: AsyncClientSession | None) -> AsyncCollection:
+    """The collection with a journaled write concern, unless a transaction sets its own."""
+    return collection if session is not None else collection.with_options(write_concern=JOURNALED)
+
+
+class SessionLender(Protocol):
+    """What `store.sessions.SessionPool` offers `store.repos.unit_of_work`."""
+
+    def lease(self) -> AbstractAsyncContextManager[AsyncClientSession]: ...
+
+
 @dataclass
 class Database:
     client: AsyncMongoClient
@@ -35,7 +46,7 @@ class Database:
     _journal: GroupCommit[None, None] | None = field(default=None, init=False, repr=False, compare=False)
     # Set by the gateway at start: `unit_of_work` then runs every transaction on a session
     # the next start can end (store.sessions); CLIs and tests leave it None.
-    transactions: SessionPool | None = field(default=None, init=False, repr=False, compare=False)
+    transactions: SessionLender | None = field(default=None, init=False, repr=False, compare=False)
 
     async def flush_journal(self) -> None:
         """Returns once every transaction committed before the call is on disk. Called by

@@ -13,109 +13,26 @@ from typing import Any, AsyncIterator, Sequence
 from bson import ObjectId
 from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
-from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from normalizer.messages import Outbound, utcnow
 from store.base import Repo
 from store.conversations import ConversationBuffer, ConversationRepo
-from store.database import JOURNALED, Database
-from store.models import AuditEntry, Citizen, Identity, InboundRecord, OutboxItem
+from store.database import JOURNALED, Database, journaled
+from store.inbound import InboundRepo
+from store.models import AuditEntry, Citizen, Identity, OutboxItem
 from store.public import PublicReads
 from store.reflections import ReflectionRepo
 from store.report_runs import ReportRunRepo
 from store.reports import ReportReads
 from store.safe import plain
 
-DUPLICATE_KEY = 11000
 OUTBOX_LEASE = timedelta(seconds=120)
-UNFINISHED = ["pending", "processing"]  # "processing": left by runs from before the in-memory queue
 
 
 def reply_prefix(record_id: ObjectId) -> str:
     """The outbox keys of the bot's replies to one inbound event start with this (`in:<id>:n`)."""
     return f"in:{record_id}:"
-
-
-def _journaled(collection: AsyncCollection, session: AsyncClientSession | None) -> AsyncCollection:
-    """The collection with a journaled write concern, unless a transaction sets its own."""
-    return collection if session is not None else collection.with_options(write_concern=JOURNALED)
-
-
-class InboundRepo(Repo):
-    """Raw events from the channels: stored before the platform is acknowledged."""
-
-    async def record(self, channel: str, message_id: str, sender: str, payload: dict[str, Any]) -> bool:
-        """One event stored (Open311 intake, inside its own transaction); False if known."""
-        return (await self.record_many([(channel, message_id, sender, payload)]))[0] is not None
-
-    async def record_many(self, events: Sequence[tuple[str, str, str, dict[str, Any]]]) -> list[InboundRecord | None]:
-        """Called by the pipeline's sink with every event that arrived meanwhile: one journaled
-        write (the platform hears 200 only for what survives a server crash); per event its
-        new record, or None when that (channel, message id) was stored before."""
-        now = utcnow()
-        docs = [{"channel": plain(channel), "message_id": plain(message_id), "sender": plain(sender),
-                 "payload": payload, "status": "pending", "attempts": 0, "received_at": now}
-                for channel, message_id, sender, payload in events]
-        known: set[int] = set()
-        try:
-            await _journaled(self.db.inbound, self.s).insert_many(docs, ordered=False, session=self.s)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != DUPLICATE_KEY for e in errors):
-                raise
-            known = {e["index"] for e in errors}
-        return [None if n in known else InboundRecord.model_validate(doc) for n, doc in enumerate(docs)]
-
-    async def get(self, channel: str, message_id: str) -> InboundRecord | None:
-        """The stored event (raw payload included): the agency mail's attachments
-        (`replies.agency_bot`), the Open311 request just recorded (`portal.open311`), a
-        redelivered event the pipeline may not hold (`bots.pipeline`)."""
-        doc = await self.db.inbound.find_one({"channel": plain(channel), "message_id": plain(message_id)},
-                                             session=self.s)
-        return InboundRecord.model_validate(doc) if doc else None
-
-    async def unfinished(self) -> list[InboundRecord]:
-        """At start: the events a previous run stored but did not finish, oldest first."""
-        cursor = self.db.inbound.find({"status": {"$in": UNFINISHED}}, session=self.s)
-        return [InboundRecord.model_validate(d) async for d in cursor.sort("received_at", 1)]
-
-    async def unfinished_of(self, record_ids: Sequence[ObjectId]) -> set[ObjectId]:
-        """Which of these events are still to be handled (after a commit whose answer was lost)."""
-        cursor = self.db.inbound.find({"_id": {"$in": list(record_ids)}, "status": {"$in": UNFINISHED}},
-                                      {"_id": 1}, session=self.s)
-        return {d["_id"] async for d in cursor}
-
-    async def finish_many(self, record_ids: Sequence[ObjectId], status: str, reason: str | None = None,
-                          attempts: int | None = None) -> int:
-        """Mark unfinished events handled (or, with status "pending", tried `attempts` times);
-        how many were still unfinished (fewer means another commit, whose answer was lost,
-        already handled some: the caller must not redo them)."""
-        fields: dict[str, Any] = {"status": status, "reason": reason, "done_at": utcnow()}
-        if attempts is not None:
-            fields["attempts"] = attempts
-        result = await self.db.inbound.update_many(
-            {"_id": {"$in": list(record_ids)}, "status": {"$in": UNFINISHED}}, {"$set": fields}, session=self.s)
-        return result.modified_count
-
-    async def finish(self, record_id: ObjectId, status: str, reason: str | None = None,
-                     attempts: int | None = None) -> None:
-        await self.finish_many([record_id], status, reason, attempts)
-
-    async def take_failed(self, limit: int = 50) -> list[InboundRecord]:
-        """Events given up on that staff were not told about yet; the staff alerts call this
-        once per pass and it marks what it returns as told (so each is told once)."""
-        query = {"status": "failed", "staff_told": {"$ne": True}}
-        cursor = self.db.inbound.find(query, {"payload": 0}, session=self.s).sort("received_at", 1).limit(limit)
-        records = [InboundRecord.model_validate({**d, "payload": {}}) async for d in cursor]  # the body stays put
-        if records:
-            await self.db.inbound.update_many({"_id": {"$in": [r.id for r in records]}},
-                                              {"$set": {"staff_told": True}}, session=self.s)
-        return records
-
-    async def count(self, **filters: str) -> int:
-        return await self.db.inbound.count_documents({k: plain(v) for k, v in filters.items()},
-                                                     session=self.s)
 
 
 class OutboxRepo(Repo):
@@ -193,7 +110,7 @@ class OutboxRepo(Repo):
         """Called by the outbox's group commit with every (key, platform id) sent meanwhile:
         one journaled write (a lost "sent" would send twice)."""
         now = utcnow()
-        await _journaled(self.db.outbox, self.s).bulk_write(
+        await journaled(self.db.outbox, self.s).bulk_write(
             [UpdateOne({"_id": key}, {"$set": {"status": "sent", "last_error": None, "sent_at": now,
                                                 "platform_message_id": platform_id},
                                        "$unset": {"lease_until": ""}}) for key, platform_id in sent],
