@@ -17,13 +17,18 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from settings import Settings
+
+if TYPE_CHECKING:  # imported where used: the sub-commands load only what they need
+    from bots.staff import StaffSetup
+    from cases.policy import Policy
 
 log = logging.getLogger("run_bots")
 
 
-def _policy(path: Path):  # type: ignore[no-untyped-def]
+def _policy(path: Path) -> Policy:
     from cases.policy import PolicyError, load_policy
     try:
         return load_policy(path)
@@ -31,7 +36,7 @@ def _policy(path: Path):  # type: ignore[no-untyped-def]
         raise SystemExit(f"error: {exc}") from None
 
 
-def _staff(settings: Settings, policy):  # type: ignore[no-untyped-def]
+def _staff(settings: Settings, policy: Policy) -> StaffSetup | None:
     """The staff console's set-up when STAFF_FILE is set; alerts go to the Telegram staff group."""
     if not settings.staff_file:
         return None

@@ -6,6 +6,7 @@ module reads `os.environ`. Every variable is documented in `.env.example`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -76,7 +77,7 @@ class Settings(BaseSettings):
     email_imap_password: SecretStr | None = None
     email_smtp_host: str | None = None
     email_smtp_port: int = 587
-    email_smtp_security: str = "starttls"
+    email_smtp_security: Literal["starttls", "ssl", "none"] = "starttls"
     email_smtp_user: str | None = None
     email_smtp_password: SecretStr | None = None
     email_poll_seconds: float = 60.0

@@ -43,7 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def spawn_gateway(uri: str, database: str, api_url: str, extra: list[str] | None = None) -> tuple[subprocess.Popen[str], int]:
+def spawn_gateway(uri: str, database: str, api_url: str,
+                  extra: list[str] | None = None) -> tuple[subprocess.Popen[str], int]:
     """Start `bench.gateway_proc` and wait for its `ready PORT` line (crash tests use it too)."""
     return spawn("bench.gateway_proc", "--mongodb-uri", uri, "--database", database, "--api-url", api_url,
                  "--port", "0", *(extra or []))
@@ -148,8 +149,8 @@ async def load(args: argparse.Namespace, uri: str, db_pid: int) -> dict[str, Any
 def _start_profiler(path: str | None, pid: int) -> subprocess.Popen[bytes] | None:
     if not path:
         return None
-    return subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid), "--format", "raw",
-                             "--output", path, "--rate", "200", "--nonblocking"],
+    return subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid),
+                             "--format", "raw", "--output", path, "--rate", "200", "--nonblocking"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

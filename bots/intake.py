@@ -7,7 +7,7 @@ restart and a redelivered message changes nothing twice.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Callable
+from typing import Any, Callable
 
 from bots.base import Delivery, reply
 from bots.draft import Problem, absorb, missing
@@ -16,12 +16,12 @@ from cases.duplicates import handle_possible_duplicate
 from cases.filing import CaseDesk
 from cases.info_answer import attach_answer
 from cases.policy import Policy
-from normalizer.signals import Command, parse_command
-from replies.deliver import citizen_feedback
 from normalizer.messages import Button, Inbound, Outbound, utcnow
 from normalizer.phones import parse_phone
+from normalizer.signals import Command, parse_command
 from normalizer.text import fold, has_diacritics
 from normalizer.understand import Understanding, understand
+from replies.deliver import citizen_feedback
 from store.models import Conversation, Draft, Place
 from store.repos import Store
 
@@ -101,7 +101,7 @@ class _Turn:
     def lang(self) -> str:
         return self.conv.language
 
-    def send(self, text: str, **extra: object) -> None:
+    def send(self, text: str, **extra: Any) -> None:
         self.out.append(reply(self.inbound, Outbound(text=text, **extra)))
 
     async def run(self, u: Understanding | None, is_new: bool) -> None:
@@ -133,7 +133,8 @@ class _Turn:
         if u.abusive:
             self.send(self.bot.say("abusive", self.lang))
         else:
-            reason = self.bot.policy.rejection_reasons.get("complaint") or self.bot.policy.rejection_reasons["out_of_scope"]
+            reasons = self.bot.policy.rejection_reasons
+            reason = reasons.get("complaint") or reasons["out_of_scope"]
             self.send(self.bot.say("out_of_scope", self.lang, guidance=reason.guidance))
 
     async def _next(self, problems: list[Problem]) -> None:
@@ -238,8 +239,8 @@ class _Turn:
             or (citizen is not None and found.citizen_id == citizen.id))
         agency = self.bot.desk.agency_name(found.agency) if mine and found and found.agency else None
         self.send(self.bot.say("status", self.lang, code=code or "", found=mine,
-                               status=found.status if mine else None, agency=agency,
-                               created=found.created_at.strftime("%d/%m/%Y") if mine else ""))
+                               status=found.status if mine and found else None, agency=agency,
+                               created=found.created_at.strftime("%d/%m/%Y") if mine and found else ""))
 
     async def _file(self) -> None:
         diverted = await handle_possible_duplicate(self.store, self.bot.policy, self.bot.texts,

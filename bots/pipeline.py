@@ -34,9 +34,9 @@ from store.conversations import ConversationBuffer, conversation_id
 from store.database import Database
 from store.errors import conflict, describe, unavailable
 from store.group_commit import GroupCommit
+from store.inbound import UNFINISHED
 from store.media import MediaStore
 from store.models import InboundRecord, OutboxItem
-from store.inbound import UNFINISHED
 from store.repos import Store, reply_prefix, unit_of_work
 from store.sessions import OwnSession
 
@@ -67,7 +67,8 @@ class Pipeline:
         self._committing = asyncio.Lock()  # one transaction at a time, on `session`
         self.wakeup = asyncio.Event()
         self.on_queued: Callable[[list[OutboxItem]], None] = lambda items: None  # the gateway: outbox.accept
-        self.queue: WorkQueue[InboundRecord] = WorkQueue(key=lambda r: r.id, owner=lambda r: (r.channel, r.sender))
+        self.queue: WorkQueue[InboundRecord, tuple[str, str]] = WorkQueue(key=lambda r: r.id,
+                                                                          owner=lambda r: (r.channel, r.sender))
         self._inserts = GroupCommit(self._store_events)
 
     def sink(self, channel: str) -> EventSink:
@@ -173,6 +174,8 @@ class Pipeline:
             if isinstance(outcome, Exception):
                 async with self._committing:  # `_failed` writes on the pipeline's session
                     await self._failed(record, outcome)
+            elif isinstance(outcome, BaseException):  # a cancelled fetch: not this message's fault
+                raise outcome
             else:
                 ready.append((record, outcome))
         return ready

@@ -44,9 +44,9 @@ class WorkingCalendar:
         days: dict[date, str] = {}
         for h in self.cal.fixed_holidays:
             days[date(year, h.month, h.day)] = h.name
-        for h in self.cal.lunar_holidays:
+        for lh in self.cal.lunar_holidays:
             for lunar_year in (year - 1, year):  # lunar month 12 spills into the next year
-                days[_lunar_to_solar(lunar_year, h.month, h.day)] = h.name
+                days[_lunar_to_solar(lunar_year, lh.month, lh.day)] = lh.name
         if self.cal.compensate_weekend_holidays:
             self._add_compensation(days)
         for d in self.cal.days_off:
@@ -78,7 +78,8 @@ class WorkingCalendar:
 
     def next_working_days(self, start: date, n: int) -> list[date]:
         """The first `n` working days on or after `start`, for display."""
-        out, day = [], start
+        out: list[date] = []
+        day = start
         while len(out) < n:
             if self.is_working_day(day):
                 out.append(day)

@@ -12,6 +12,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import pairwise
 
 from bots.base import Delivery
 from bots.texts import Texts
@@ -51,7 +52,7 @@ def similarity(a: str, b: str) -> float:
 
 def _features(text: str) -> set[str]:
     words = _WORD.findall(fold(text))
-    return set(words) | {f"{x} {y}" for x, y in zip(words, words[1:])}
+    return set(words) | {f"{x} {y}" for x, y in pairwise(words)}
 
 
 async def find_duplicate(store: Store, policy: Policy, *, field: str, content: str, location: Place | None,

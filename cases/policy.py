@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, time
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
@@ -92,7 +93,7 @@ class Calendar(_Model):
     @model_validator(mode="after")
     def _no_overlap(self) -> Calendar:
         periods = sorted(self.working_periods, key=lambda p: p.start)
-        for a, b in zip(periods, periods[1:]):
+        for a, b in pairwise(periods):
             if b.start < a.end:
                 raise ValueError(f"working periods overlap: {a.start:%H:%M}–{a.end:%H:%M} "
                                  f"and {b.start:%H:%M}–{b.end:%H:%M}")
@@ -220,7 +221,10 @@ class Policy(_Model):
     def deadline_hours(self, step: str) -> float:
         """Working hours allowed for a named step (days converted with hours_per_working_day)."""
         d = self.deadlines[step]
-        return d.hours if d.hours is not None else d.days * self.calendar.hours_per_working_day
+        if d.hours is not None:
+            return d.hours
+        assert d.days is not None  # Deadline's validator: exactly one of hours and days
+        return d.days * self.calendar.hours_per_working_day
 
 
 def _check_keys(where: str, got: set[str], want: set[str], exact: bool = False) -> None:
@@ -272,7 +276,8 @@ def _with_commune_authorities(policy: Policy, gaz: Gazetteer, path: Path) -> Pol
     for i, a in enumerate(agencies):
         unknown = [code for code in a.communes if gaz.by_code(code) is None]
         if unknown:
-            raise PolicyError(f"{path}: agencies.{i}.communes: commune {unknown[0]!r} is not in {policy.gazetteer_file}")
+            raise PolicyError(f"{path}: agencies.{i}.communes: commune {unknown[0]!r} "
+                              f"is not in {policy.gazetteer_file}")
     ids = [a.id for a in agencies]
     if len(ids) != len(set(ids)):
         raise PolicyError(f"{path}: agencies: duplicate id after expanding commune_authorities")

@@ -65,6 +65,7 @@ def _values(row: Row, labels: dict[str, Any]) -> list[Any]:
 def write_xlsx(report: Report, path: Path, labels: dict[str, Any]) -> Path:
     """One sheet per breakdown, a title line, bold coloured headers, frozen panes, % format."""
     book = Workbook()
+    assert book.active is not None  # a new workbook has one default sheet
     book.remove(book.active)
     title = labels["title"].format(period=report.period.label)
     for sheet in SHEETS:
@@ -110,7 +111,7 @@ def chart_weekly_by_field(report: Report, path: Path, labels: dict[str, Any]) ->
     for f in fields:
         heights = [counts.get((w, f), 0) for w in weeks]
         ax.bar(x, heights, bottom=bottom, label=names.get(f, f))
-        bottom = [b + h for b, h in zip(bottom, heights)]
+        bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
     charts = labels["charts"]
     ax.set(title=charts["weekly_by_field"], xlabel=charts["week"], ylabel=charts["cases"])
     if fields:

@@ -24,8 +24,8 @@ from cases.calendar import WorkingCalendar
 from cases.lifecycle import OPEN_STATES
 from cases.policy import Policy
 from store.database import Database
-from store.repos import Store
 from store.reports import BREAKDOWNS, Row
+from store.repos import Store
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 HANDLED = ("published", "closed")

@@ -115,7 +115,8 @@ async def _handle_case(store: Store, ctx: _Context, reflection: Reflection, now:
     sets: dict[str, object] = {}
     if not reflection.deadlines:
         since = reflection.sla_since or reflection.entered_at.get(reflection.status, reflection.created_at)
-        sets = {"sla_since": since, "deadlines": deadlines.due_times(ctx.policy, ctx.calendar, reflection.status, since)}
+        due = deadlines.due_times(ctx.policy, ctx.calendar, reflection.status, since)
+        sets = {"sla_since": since, "deadlines": due}
         reflection = reflection.model_copy(update=sets)
     alerts = plan(ctx.policy, ctx.calendar, reflection, ctx.settings.warn_before_hours)
     sent = list(reflection.reminders_sent)

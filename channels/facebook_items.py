@@ -96,7 +96,8 @@ def read(channel: str, message_id: str, sender: str, item: dict[str, Any]) -> tu
 
 
 def _inbound(channel: str, message_id: str, sender: str, item: dict[str, Any]) -> Inbound | None:
-    base = {"channel": channel, "sender": sender, "message_id": message_id, "received_at": item_time(item)}
+    base: dict[str, Any] = {"channel": channel, "sender": sender, "message_id": message_id,
+                            "received_at": item_time(item)}
     if "postback" in item:
         action = item["postback"].get("payload")
         return Inbound(**base, action=action) if action else None

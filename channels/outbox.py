@@ -45,10 +45,12 @@ class OutboxWorker:
         self.on_window_closed = on_window_closed
         self.poll_seconds, self.batch = poll_seconds, batch
         self.wakeup = asyncio.Event()  # set when the pipeline handed something over
-        self.queue: WorkQueue[OutboxItem] = WorkQueue(key=lambda i: i.id, owner=lambda i: (i.channel, i.address))
+        self.queue: WorkQueue[OutboxItem, tuple[str, str]] = WorkQueue(key=lambda i: i.id,
+                                                                       owner=lambda i: (i.channel, i.address))
         # One journaled bulk write, not a transaction: a gateway killed inside a transaction of
         # its own would leave it open on the embedded server, holding the marked items.
-        self._sent = GroupCommit(lambda marks: Store(database).outbox.mark_sent_many(marks))
+        self._sent: GroupCommit[tuple[str, str | None], None] = GroupCommit(
+            lambda marks: Store(database).outbox.mark_sent_many(marks))
         self._polled_at = float("-inf")
         self._more_due = False  # the last look in the database found an item
 
@@ -74,7 +76,7 @@ class OutboxWorker:
         try:
             outcomes = await asyncio.gather(*(self._deliver(Store(self.database), i) for i in batch),
                                             return_exceptions=True)
-            for item, outcome in zip(batch, outcomes):
+            for item, outcome in zip(batch, outcomes, strict=True):
                 if not isinstance(outcome, BaseException):
                     self.queue.finish(item)
         finally:

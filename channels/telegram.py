@@ -20,15 +20,33 @@ import logging
 import re
 import warnings
 from datetime import timedelta
-from typing import Any, Awaitable, Callable, Mapping
+from typing import Any, Awaitable, Callable, Literal, Mapping
 from urllib.parse import urlsplit
 
 from starlette.routing import Route
-from telegram import (Bot, CallbackQuery, Chat, InlineKeyboardButton, InlineKeyboardMarkup,
-                      KeyboardButton, Message, ReplyKeyboardMarkup, Update, User)
+from telegram import (
+    Bot,
+    CallbackQuery,
+    Chat,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    Message,
+    ReplyKeyboardMarkup,
+    Update,
+    User,
+)
 from telegram import Contact as TgContact
-from telegram.error import (BadRequest, ChatMigrated, Conflict, Forbidden, InvalidToken,
-                            NetworkError, RetryAfter, TelegramError)
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Conflict,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
 
 from channels.base import EventSink, PermanentFailure, RetryLater, Unreachable
 from channels.telegram_http import AiohttpRequest
@@ -211,7 +229,7 @@ class TelegramChannel:
             return self._parse_message(message_id, update.message)
         return None
 
-    def _chat_kind(self, chat: Chat) -> str | None:
+    def _chat_kind(self, chat: Chat) -> Literal["private", "group"] | None:
         if chat.type == Chat.PRIVATE:
             return "private"
         if self._staff_chat_id is not None and chat.id == self._staff_chat_id:
@@ -234,7 +252,7 @@ class TelegramChannel:
 
     def _parse_callback(self, message_id: str, query: CallbackQuery) -> Inbound | None:
         kind = self._chat_kind(query.message.chat) if query.message else None
-        if kind is None or not query.data:
+        if kind is None or query.message is None or not query.data:
             return None
         return Inbound(
             channel=self.name, sender=str(query.message.chat.id), message_id=message_id,

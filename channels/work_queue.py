@@ -21,19 +21,20 @@ from store.errors import conflict, describe, unavailable
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Owner = TypeVar("Owner", bound=Hashable)  # an item's owner
 
 
-class WorkQueue(Generic[T]):
+class WorkQueue(Generic[T, Owner]):
     """One line per owner; the owners take turns (an owner whose item was taken goes to the
     back of the turn order), so one citizen's flood never starves the others."""
 
-    def __init__(self, key: Callable[[T], Hashable], owner: Callable[[T], Hashable]) -> None:
+    def __init__(self, key: Callable[[T], Hashable], owner: Callable[[T], Owner]) -> None:
         self.key, self.owner = key, owner
-        self._lines: dict[Hashable, deque[T]] = {}  # owner → its items, owners in turn order
+        self._lines: dict[Owner, deque[T]] = {}  # owner → its items, owners in turn order
         self._size = 0
         self._known: set[Hashable] = set()  # keys queued or in hand
         self._waiting: set[Hashable] = set()  # keys queued
-        self._busy: set[Hashable] = set()  # owners in hand
+        self._busy: set[Owner] = set()  # owners in hand
         self._finished: set[Hashable] = set()  # keys in hand that are done with
 
     def __len__(self) -> int:
@@ -42,7 +43,7 @@ class WorkQueue(Generic[T]):
     def knows(self, key: Hashable) -> bool:
         return key in self._known
 
-    def busy_owners(self) -> set[Hashable]:
+    def busy_owners(self) -> set[Owner]:
         return set(self._busy)
 
     def add(self, items: Iterable[T]) -> None:

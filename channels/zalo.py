@@ -257,6 +257,8 @@ def _location(message: dict[str, Any], attachments: list[dict[str, Any]]) -> Geo
         if isinstance(place, dict):
             lat = place.get("latitude", place.get("lat"))
             lon = place.get("longitude", place.get("long", place.get("lon")))
+            if lat is None or lon is None:
+                continue
             try:
                 return GeoPoint(lat=float(lat), lon=float(lon))
             except (TypeError, ValueError):

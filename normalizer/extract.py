@@ -10,10 +10,17 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from functools import lru_cache
+from itertools import pairwise
 
 from cases.gazetteer import Commune
 from normalizer.text import (
-    clean, expand_abbreviations, fold, fold_aligned, load_lexicon, mentions, phrase_alternation,
+    clean,
+    expand_abbreviations,
+    fold,
+    fold_aligned,
+    load_lexicon,
+    mentions,
+    phrase_alternation,
     title_case_name,
 )
 
@@ -88,7 +95,7 @@ def _name_of(segment: str, words: list[re.Match[str]]) -> str:
 def _signature(t: str) -> tuple[int, int, str] | None:
     """"Trân trọng,\\nNguyễn Văn An" at the end of an e-mail-like message."""
     lines = [(m.start(), m.group()) for m in re.finditer(r"[^\n]+", t) if m.group().strip()]
-    for (start, line), (nstart, nline) in zip(lines, lines[1:]):
+    for (start, line), (nstart, nline) in pairwise(lines):
         if _SIGNOFF.match(fold(line)):
             words = _name_words(nline.strip())
             if words and len(words) == len(_WORD.findall(nline)):
@@ -171,9 +178,9 @@ def _components(t: str) -> list[tuple[int, int]]:
             parts.append((m.start(), _name_end(t, end, casual) or end))
     for pattern, key, lenient in ((_NAME_LEADS, "name_leads", casual), (_WEAK_LEADS, "weak_leads", False)):
         for m in pattern.finditer(f):
-            end = _name_end(t, m.end(), lenient)
-            if end and _accent_ok(t, m, key):
-                parts.append((m.start(), end))
+            name_end = _name_end(t, m.end(), lenient)
+            if name_end and _accent_ok(t, m, key):
+                parts.append((m.start(), name_end))
     parts += [(m.start(), _name_end(t, m.end(), False) or m.end()) for m in _BARE_NUMBER.finditer(t)]
     return sorted(parts)
 

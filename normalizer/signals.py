@@ -13,7 +13,13 @@ from dataclasses import dataclass
 
 from normalizer.extract import REPORT_CODE, extract_report_codes
 from normalizer.text import (
-    clean, find_phrase, fold, fold_aligned, has_diacritics, load_lexicon, mentions,
+    clean,
+    find_phrase,
+    fold,
+    fold_aligned,
+    has_diacritics,
+    load_lexicon,
+    mentions,
     phrase_alternation,
 )
 

@@ -115,7 +115,7 @@ def _lower_aligned(text: str) -> str:
 def _marks_agree(span: str, target: str, accented: bool) -> bool:
     if accented:
         return span == target
-    return all(a == b or _fold_char(a) == a for a, b in zip(span, target))
+    return all(a == b or _fold_char(a) == a for a, b in zip(span, target, strict=False))
 
 
 def mentions(text: str, phrase: str, accented: bool = False) -> bool:

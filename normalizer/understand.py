@@ -18,7 +18,11 @@ from normalizer.extract import extract_address, match_commune, name_span
 from normalizer.phones import phone_spans
 from normalizer.signals import abusive, emergency, language, out_of_scope
 from normalizer.text import (
-    clean, expand_abbreviations, fold_aligned, load_lexicon, phrase_alternation,
+    clean,
+    expand_abbreviations,
+    fold_aligned,
+    load_lexicon,
+    phrase_alternation,
 )
 
 _GREETINGS = load_lexicon("greetings")

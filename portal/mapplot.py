@@ -24,15 +24,15 @@ class Point:
 
 def plot(cases: Sequence[PublicCase]) -> list[Point]:
     """Points in a WIDTH×HEIGHT box, north up, same scale on both axes (equirectangular)."""
-    located = [c for c in cases if c.lat is not None and c.lon is not None]
+    located = [(c.lat, c.lon, c.code) for c in cases if c.lat is not None and c.lon is not None]
     if not located:
         return []
-    lats = [c.lat for c in located]
-    lons = [c.lon for c in located]
+    lats = [lat for lat, _, _ in located]
+    lons = [lon for _, lon, _ in located]
     k = math.cos(math.radians(sum(lats) / len(lats)))  # shrink longitudes at this latitude
     span_x = max((max(lons) - min(lons)) * k, MIN_SPAN)
     span_y = max(max(lats) - min(lats), MIN_SPAN)
     scale = min((WIDTH - 2 * PAD) / span_x, (HEIGHT - 2 * PAD) / span_y)
     mid_x, mid_y = (max(lons) + min(lons)) / 2 * k, (max(lats) + min(lats)) / 2
-    return [Point(round(WIDTH / 2 + (c.lon * k - mid_x) * scale, 1),
-                  round(HEIGHT / 2 - (c.lat - mid_y) * scale, 1), c.code) for c in located]
+    return [Point(round(WIDTH / 2 + (lon * k - mid_x) * scale, 1),
+                  round(HEIGHT / 2 - (lat - mid_y) * scale, 1), code) for lat, lon, code in located]

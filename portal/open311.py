@@ -124,6 +124,7 @@ async def _post(ctx: PortalContext, request: Request) -> list[dict[str, Any]]:
         await store.reflections.annotate(reflection.code, subscribers=subscribers,
                                          requested_service_code=raw["service_code"])
         record = await store.inbound.get("open311", message_id)
+        assert record is not None  # recorded above, in this unit of work
         await store.inbound.finish(record.id, "done")
     return [{"service_request_id": reflection.code, "service_notice":
              TEXTS["service_notice"].format(code=reflection.code), "account_id": None}]
@@ -150,6 +151,8 @@ def _draft(ctx: PortalContext, form: dict[str, str]) -> Draft:
 
 def _place(ctx: PortalContext, form: dict[str, str]) -> Place:
     address = form.get("address_string") or None
+    lat: float | None
+    lon: float | None
     try:
         lat, lon = float(form.get("lat", "")), float(form.get("long", ""))
     except ValueError:
@@ -159,8 +162,8 @@ def _place(ctx: PortalContext, form: dict[str, str]) -> Place:
             raise Open311Error(400, "location")
         return Place(address=address[:500])
     commune = ctx.policy.gazetteer.nearest(lat, lon)
-    return Place(lat=lat, lon=lon, address=address and address[:500], commune=commune and commune.name,
-                 commune_code=commune and commune.code)
+    return Place(lat=lat, lon=lon, address=address and address[:500], commune=commune.name if commune else None,
+                 commune_code=commune.code if commune else None)
 
 
 def _date(value: str) -> datetime:

@@ -155,8 +155,8 @@ async def _documents(store: Store, inbound: Inbound) -> list[str]:
         return []
     media, kept = MediaStore(store.database), []
     for _, part in email_parse.attachments(msg):
-        data = part.get_payload(decode=True) or b""
-        if data and not email_parse.is_image(part):
+        data = part.get_payload(decode=True)  # bytes, or None for a multipart part
+        if isinstance(data, bytes) and data and not email_parse.is_image(part):
             kept.append(await media.save(data, content_type=part.get_content_type(),
                                          filename=part.get_filename() or "van-ban",
                                          metadata={"agency_mail": inbound.message_id}))

@@ -133,7 +133,8 @@ async def fall_back(store: Store, loop: Loop, item: OutboxItem, email_enabled: b
         subject = loop.subject("result", case)
         message = item.message.model_copy(update={"context": {"subject": subject}, "buttons": []})
         await store.outbox.enqueue(f"fallback:{item.id}", EMAIL, person.email, message)
-        await note(store, case, actor, "result_fallback", f"{item.channel} window closed; sent by e-mail to {person.email}")
+        await note(store, case, actor, "result_fallback",
+                   f"{item.channel} window closed; sent by e-mail to {person.email}")
         return "email"
     await note(store, case, actor, "result_fallback",
                f"{item.channel} window closed; SMS to {person.phone or 'unknown'}: {item.message.text}")

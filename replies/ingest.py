@@ -79,7 +79,7 @@ async def match_case(store: Store, tokens: Tokens, inbound: Inbound) -> Match:
         return Match(token.code, token, "token")
     thread = (inbound.context.get("in_reply_to", "") + " " + inbound.context.get("references", "")).split()
     for message_id in reversed(thread):
-        for item in await store.outbox.list(platform_message_id=message_id):
+        for item in await store.outbox.all(platform_message_id=message_id):
             if item.id.startswith(("fwd:", "apr:", "back:")):
                 return Match(item.id.split(":")[1], None, "thread")
     codes = extract_report_codes(inbound.context.get("subject", ""))

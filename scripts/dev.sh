@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's two set-up commands:
 #   bash scripts/dev.sh run    install the gateway and run it (embedded database, console channel)
-#   bash scripts/dev.sh test   install what the tests need (Debian + PyPI) and run them
+#   bash scripts/dev.sh test   install what the tests need (Debian + PyPI), lint and type-check
+#                              (ruff, mypy), then run the tests
 # Works on a fresh Debian machine with Python 3.11; extra arguments go to run_bots.py / pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +39,10 @@ case "${1:-}" in
         shift
         bash scripts/install-test-deps.sh
         ensure_venv "[test]"
+        echo "dev.sh: ruff check . (lint, settings in pyproject.toml)" >&2
+        "$VENV/bin/ruff" check .
+        echo "dev.sh: mypy (type check of the files listed in pyproject.toml)" >&2
+        "$VENV/bin/mypy"
         exec "$VENV/bin/python" -m pytest "$@"
         ;;
     *)

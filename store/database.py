@@ -6,8 +6,8 @@ repositories; nothing else creates a client.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
 from gridfs import AsyncGridFSBucket

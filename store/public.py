@@ -63,7 +63,8 @@ class PublicReads(Repo):
             {"$match": _filter(states, PublicQuery())},
             {"$group": {"_id": "$agency", **{k: v for k, v in accumulators.items() if k in wanted}}},
             {"$sort": {"_id": 1}}], session=self.s)
-        return [AgencyFigures(_id=d["_id"], **{k: d[k] for k in wanted}) async for d in cursor]
+        return [AgencyFigures(_id=d["_id"], handled=d["handled"], on_time=d["on_time"], satisfied=d["satisfied"],
+                              acceptable=d["acceptable"], not_satisfied=d["not_satisfied"]) async for d in cursor]
 
 
 def _filter(states: Sequence[str], query: PublicQuery) -> dict[str, Any]:

@@ -23,6 +23,7 @@ class ReflectionRepo(Repo):
         doc = await self.db.counters.find_one_and_update(
             {"_id": f"reflection-{year}"}, {"$inc": {"n": 1}}, upsert=True,
             return_document=ReturnDocument.AFTER, session=self.s)
+        assert doc is not None  # upserted, and the document after the update is returned
         return f"PA-{year}-{doc['n']:06d}"
 
     async def insert(self, reflection: Reflection) -> None:

@@ -117,7 +117,7 @@ class OutboxRepo(Repo):
             ordered=False, session=self.s)
         return [None] * len(sent)
 
-    async def list(self, **filters: str) -> list[OutboxItem]:
+    async def all(self, **filters: str) -> list[OutboxItem]:
         cursor = self.db.outbox.find({k: plain(v) for k, v in filters.items()}, session=self.s)
         return [OutboxItem.model_validate(d) async for d in cursor.sort("created_at", 1)]
 

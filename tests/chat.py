@@ -53,6 +53,13 @@ async def serving(database: Database, channels: Mapping[str, Channel],
         await gw.stop()
 
 
+async def stored_case(store: Store, code: str) -> Reflection:
+    """The case as stored now; the test fails if there is none."""
+    case = await store.reflections.get(code)
+    assert case is not None, f"no case {code}"
+    return case
+
+
 class Citizen:
     def __init__(self, gateway: Gateway, channel: str = "zalo", sender: str = "u1") -> None:
         self.gateway, self.channel, self.sender = gateway, channel, sender

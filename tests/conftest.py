@@ -5,12 +5,15 @@ import ipaddress
 import socket
 import uuid
 from pathlib import Path
-from typing import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any, AsyncIterator, Iterator
 
 import pytest
 
 from store.database import Database, connect
 from store.embedded import EmbeddedServer, free_port
+
+if TYPE_CHECKING:
+    import _socket  # the C base class that declares socket.socket's connect methods
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
@@ -31,17 +34,17 @@ def _guard_address(address: object) -> None:
         raise RuntimeError(f"test tried to reach the network: {address!r}")
 
 
-def _guarded_connect(self: socket.socket, address: object) -> None:
+def _guarded_connect(self: _socket.socket, address: Any) -> None:  # Any: whatever connect() takes
     _guard_address(address)
     return _real_connect(self, address)
 
 
-def _guarded_connect_ex(self: socket.socket, address: object) -> int:
+def _guarded_connect_ex(self: _socket.socket, address: Any) -> int:
     _guard_address(address)
     return _real_connect_ex(self, address)
 
 
-def _guarded_getaddrinfo(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+def _guarded_getaddrinfo(host, *args, **kwargs):
     if not _loopback(host):
         raise RuntimeError(f"test tried to resolve a non-local host: {host!r}")
     return _real_getaddrinfo(host, *args, **kwargs)
@@ -52,7 +55,7 @@ def no_internet() -> Iterator[None]:
     """Every test runs with sockets limited to loopback: nothing may reach the internet."""
     socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
     socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
-    socket.getaddrinfo = _guarded_getaddrinfo  # type: ignore[assignment]
+    socket.getaddrinfo = _guarded_getaddrinfo
     yield
     socket.socket.connect = _real_connect  # type: ignore[method-assign]
     socket.socket.connect_ex = _real_connect_ex  # type: ignore[method-assign]

@@ -22,7 +22,12 @@ from normalizer.messages import Outbound
 from store.media import MediaStore
 from store.repos import Store
 from tests.chat import IMAGES, Citizen, Clock, quang_nam
-from tests.test_email import OUR, dovecot, eventually, inbox, jpeg, make_channel, smtp  # noqa: F401
+from tests.test_email import OUR, dovecot, eventually, jpeg, make_channel  # noqa: F401 - dovecot: a fixture
+
+# Fixtures the tests take as parameters: "x as x" re-exports them, so ruff reads neither the
+# import as unused nor the parameters as redefinitions.
+from tests.test_email import inbox as inbox
+from tests.test_email import smtp as smtp
 
 FULL = "Tôi là Nguyễn Văn An, 0912 345 678, ổ gà lớn trước số 12 Hùng Vương, phường Hải Châu"
 PIN = {"lat": 16.0678, "lon": 108.2208}
@@ -84,7 +89,7 @@ class World:
         mail["Subject"] = "Re: " + str(original["Subject"])
         mail["Message-ID"] = make_msgid(domain="example.gov.vn")
         mail["In-Reply-To"] = mail["References"] = original["Message-ID"]
-        quoted = "\n".join("> " + line for line in original.get_body(("plain",)).get_content().splitlines())
+        quoted = "\n".join("> " + line for line in text_of(original).splitlines())
         mail.set_content(f"{body}\n\nVào 09:00 ngày 24/11/2026, IOC <{OUR}> đã viết:\n{quoted}\n")
         if photo is not None:
             mail.add_attachment(photo, maintype="image", subtype="jpeg", filename="sau-khi-va.jpg")
@@ -109,7 +114,9 @@ async def world(database, inbox, smtp):
 
 
 def text_of(mail: EmailMessage) -> str:
-    return mail.get_body(("plain",)).get_content()
+    body = mail.get_body(("plain",))
+    assert body is not None, "the mail has no text/plain part"
+    return body.get_content()
 
 
 async def test_report_forwarded_answered_approved_delivered_and_rated(world):
@@ -144,7 +151,8 @@ async def test_report_forwarded_answered_approved_delivered_and_rated(world):
         "Sau khi nhận được phản ánh của Ông/Bà, Sở Xây dựng đã tiến hành kiểm tra, xử lý và thông báo kết quả như sau:",
         RESULT,
         "(Đính kèm 1 tệp văn bản, hình ảnh.)",
-        "Chúng tôi chân thành cám ơn Ông/Bà đã kịp thời phản ánh và mong tiếp tục nhận được phản ánh trong thời gian tới.",
+        "Chúng tôi chân thành cám ơn Ông/Bà đã kịp thời phản ánh và mong tiếp tục nhận được phản ánh "
+        "trong thời gian tới.",
     ]
     assert result.text.split("\n")[6] == "Trân trọng."
 
@@ -206,5 +214,5 @@ async def test_result_delivery_failing_twice_is_sent_once_on_the_third_try(datab
     finally:
         await w.gw.stop()
     assert len([m for _, m in w.zalo.sent if m.kind == "result"]) == 1
-    [item] = [i for i in await w.store.outbox.list() if i.id.startswith(f"result:{case.code}")]
+    [item] = [i for i in await w.store.outbox.all() if i.id.startswith(f"result:{case.code}")]
     assert item.status == "sent" and item.attempts == 3

@@ -94,13 +94,13 @@ def test_fixed_holidays_2026():
 
 
 def test_dated_days_off_and_extra_working_days():
-    cal = Calendar(
-        working_weekdays=["mon", "tue", "wed", "thu", "fri"],
-        working_periods=[{"start": "08:00", "end": "12:00"}],
-        hours_per_working_day=4,
-        days_off=[{"date": "2026-12-01", "name": "Nghỉ bù"}],
-        extra_working_days=[{"date": "2026-12-05", "name": "Làm bù"}],
-    )
+    cal = Calendar.model_validate({  # as a policy file gives it
+        "working_weekdays": ["mon", "tue", "wed", "thu", "fri"],
+        "working_periods": [{"start": "08:00", "end": "12:00"}],
+        "hours_per_working_day": 4,
+        "days_off": [{"date": "2026-12-01", "name": "Nghỉ bù"}],
+        "extra_working_days": [{"date": "2026-12-05", "name": "Làm bù"}],
+    })
     clock = WorkingCalendar(cal)
     assert clock.day_label(date(2026, 12, 1)) == "Nghỉ bù"
     assert clock.is_working_time(vn(2026, 12, 5, 9))  # a Saturday worked

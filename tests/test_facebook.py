@@ -21,7 +21,7 @@ from channels.base import PermanentFailure, RetryLater, Unreachable, WindowClose
 from channels.facebook import FacebookChannel
 from channels.outbox import OutboxWorker
 from normalizer.media import MediaRejected
-from normalizer.messages import Button, GeoPoint, MediaRef, Outbound, utcnow
+from normalizer.messages import Button, GeoPoint, Inbound, MediaRef, Outbound, utcnow
 from store.database import Database
 from store.media import MediaStore
 from store.repos import Store
@@ -52,6 +52,13 @@ def webhook(name: str, mid: str | None = None, **message: Any) -> dict[str, Any]
         first["message"].update(copy.deepcopy(message))
         first["message"]["mid"] = mid or first["message"]["mid"]
     return data
+
+
+def parsed(channel: FacebookChannel, message_id: str, item: dict[str, Any]) -> Inbound:
+    """`channel.parse` of an item from PSID that it reads."""
+    inbound = channel.parse(message_id, PSID, item)
+    assert inbound is not None, "the item was not read"
+    return inbound
 
 
 def signature(body: bytes, secret: str = APP_SECRET) -> str:
@@ -173,13 +180,16 @@ async def test_the_same_event_delivered_twice_is_processed_once(gateway: Gateway
 
 def test_parse_postback_quick_reply_and_links(database: Database) -> None:
     channel = FacebookChannel(page_token="t", app_secret="s", verify_token="v", media_loader=MediaStore(database).load)
-    item = lambda name: webhook(name)["entry"][0]["messaging"][0]
-    assert channel.parse("p", PSID, item("postback")).action == "help"
-    quick = channel.parse("q", PSID, item("quick_reply"))
+
+    def item(name: str) -> dict[str, Any]:
+        return webhook(name)["entry"][0]["messaging"][0]
+
+    assert parsed(channel, "p", item("postback")).action == "help"
+    quick = parsed(channel, "q", item("quick_reply"))
     assert (quick.action, quick.text) == ("confirm", "Đồng ý")
     osm = webhook("message_text", text="https://www.openstreetmap.org/?mlat=15.88&mlon=108.33#map=17/15.88/108.33")
-    assert channel.parse("o", PSID, osm["entry"][0]["messaging"][0]).location == GeoPoint(lat=15.88, lon=108.33)
-    assert channel.parse("a", PSID, item("message_text")).location is None
+    assert parsed(channel, "o", osm["entry"][0]["messaging"][0]).location == GeoPoint(lat=15.88, lon=108.33)
+    assert parsed(channel, "a", item("message_text")).location is None
 
 
 # ---- one bad item in a batch ----------------------------------------------------------------
@@ -202,6 +212,7 @@ async def test_poison_user_ref_item_is_ignored_and_the_two_citizens_answered(
     await gateway.drain()
     assert {c.body["recipient"]["id"] for c in fake.calls} == {PSID, OTHER}
     record = await gateway.database.db.inbound.find_one({"channel": "facebook", "message_id": "m_MESSAGE-ID"})
+    assert record is not None
     assert record["status"] == "ignored" and "user_ref" in record["reason"]
     assert record["sender"] == "user_ref:USER-REF-ID"
     assert await ReplyWindows(gateway.database).last("facebook", "user_ref:USER-REF-ID") is None
@@ -229,6 +240,7 @@ async def test_poison_items_of_unknown_shape_do_not_hold_back_the_batch(
     await gateway.drain()
     assert {c.body["recipient"]["id"] for c in fake.calls} == {PSID, OTHER}
     record = await gateway.database.db.inbound.find_one({"sender": "9934567890123456"})
+    assert record is not None
     assert (record["status"], record["reason"]) == ("ignored", "message is not an object")
     assert "item 0.2 (id 'm_huge') skipped: payload cannot be stored" in caplog.text
     assert "item 0.3 skipped: not an object" in caplog.text and "entry 1 skipped" in caplog.text
@@ -245,7 +257,7 @@ def test_timestamps_in_milliseconds_or_seconds_numbers_or_strings(
     channel = FacebookChannel(page_token="t", app_secret="s", verify_token="v", media_loader=MediaStore(database).load)
     item = webhook("postback")["entry"][0]["messaging"][0]
     item["timestamp"] = stamp
-    assert channel.parse("p", PSID, item).received_at == expected
+    assert parsed(channel, "p", item).received_at == expected
 
 
 async def test_a_string_seconds_timestamp_is_not_read_as_1970(gateway: Gateway, fake: FakeGraphAPI) -> None:
@@ -285,7 +297,7 @@ async def test_outside_the_window_a_tag_or_window_closed(
     await ReplyWindows(database).touch("facebook", "old-user", utcnow() - timedelta(days=9))
     await Store(database).outbox.enqueue("res-1", "facebook", "old-user", Outbound(text="Kết quả", kind="result"))
     await OutboxWorker(database, {"facebook": channel}, on_window_closed=fallback).deliver()
-    [item] = await Store(database).outbox.list(channel="facebook")
+    [item] = await Store(database).outbox.all(channel="facebook")
     assert item.status == "window_closed" and closed == ["res-1"]
 
 
@@ -299,7 +311,7 @@ async def test_graph_errors_are_mapped(fake: FakeGraphAPI, channel: FacebookChan
     with pytest.raises(outcome) as raised:
         await channel.send(PSID, Outbound(text="Xin chào"))
     if status == 429:
-        assert raised.value.after == 7
+        assert isinstance(raised.value, RetryLater) and raised.value.after == 7
 
 
 async def test_429_is_retried_by_the_outbox(fake: FakeGraphAPI, channel: FacebookChannel, database: Database) -> None:
@@ -307,11 +319,11 @@ async def test_429_is_retried_by_the_outbox(fake: FakeGraphAPI, channel: Faceboo
     await Store(database).outbox.enqueue("r-1", "facebook", PSID, Outbound(text="Xin chào"))
     worker = OutboxWorker(database, {"facebook": channel})
     await worker.deliver()
-    [item] = await Store(database).outbox.list()
+    [item] = await Store(database).outbox.all()
     assert item.status == "pending" and item.next_attempt_at > utcnow()
     await database.db.outbox.update_one({"_id": "r-1"}, {"$set": {"next_attempt_at": utcnow()}})
     await worker.deliver()
-    [item] = await Store(database).outbox.list()
+    [item] = await Store(database).outbox.all()
     assert item.status == "sent" and item.platform_message_id == "m_2"
 
 

@@ -217,6 +217,7 @@ async def step(work: Any) -> bool | None:
 
 async def test_injected_write_errors_lose_and_repeat_nothing(gateway: Gateway, faulty, api) -> None:
     _, fail = faulty
+    assert gateway.web is not None
     update = report_updates(0)[0]
     await fail(["insert"], 1)  # storing the webhook fails: the platform is told to retry
     assert await post_round(gateway.web.url, [update]) == [503]
@@ -232,7 +233,7 @@ async def test_injected_write_errors_lose_and_repeat_nothing(gateway: Gateway, f
     assert await step(lambda: gateway.outbox.deliver(look_in_database=True)) is None
     assert await step(gateway.outbox.deliver) is True  # a failed look is looked again at once
     assert await store.inbound.count(status="done") == 1
-    assert [i.status for i in await store.outbox.list()] == ["sent", "sent"]
+    assert [i.status for i in await store.outbox.all()] == ["sent", "sent"]
     assert api.replies[chat_id(0)] == 1 and api.replies[chat_id(1)] == 1
 
 
@@ -241,6 +242,7 @@ async def test_lost_commit_answer_is_taken_as_done_and_its_replies_sent_once(gat
     a write-concern error, the driver's own retry too): the batch is retried, found handled,
     nothing is redone, the replies that commit queued are sent once, and the line goes on."""
     _, fail = faulty
+    assert gateway.web is not None
     first = [report_updates(n)[0] for n in range(3)]
     assert await post_round(gateway.web.url, first) == [200] * 3
     await fail(["commitTransaction"], 1, writeConcernError={"code": 64, "errmsg": "waiting for replication timed out",
@@ -255,7 +257,7 @@ async def test_lost_commit_answer_is_taken_as_done_and_its_replies_sent_once(gat
         pass
     store = Store(gateway.database)
     assert await store.inbound.count(status="done") == 6
-    outbox = await store.outbox.list()
+    outbox = await store.outbox.all()
     assert len(outbox) == 6 and {i.status for i in outbox} == {"sent"}
     assert all(api.replies[chat_id(n)] == 2 for n in range(3))  # one answer per message, none twice
 
@@ -266,6 +268,7 @@ async def test_poison_errors_end_each_event_as_failed_and_nothing_stays_stuck(ga
     recorded failed with the reason; the line is empty afterwards and the next citizens are
     answered."""
     _, fail = faulty
+    assert gateway.web is not None
     assert await post_round(gateway.web.url, [report_updates(n)[0] for n in range(3)]) == [200] * 3
     await fail(["insert"], 1000)
     passes = 0
@@ -291,16 +294,16 @@ async def test_bot_api_429_and_500_are_retried_after_retry_after_then_backoff(ga
     store = Store(gateway.database)
     await store.outbox.enqueue("k1", "telegram", str(chat_id(1)), Outbound(text="Xin chào"))
     assert await gateway.outbox.deliver()
-    [item] = await store.outbox.list()
+    [item] = await store.outbox.all()
     assert item.status == "pending" and 1.5 < (item.next_attempt_at - utcnow()).total_seconds() <= 2
     assert not await gateway.outbox.deliver()  # not before the platform's Retry-After
     await asyncio.sleep(2)
     assert await gateway.outbox.deliver()  # the 500
-    [item] = await store.outbox.list()
+    [item] = await store.outbox.all()
     assert item.status == "pending" and (item.next_attempt_at - utcnow()).total_seconds() > backoff(2) - 1
     await asyncio.sleep(backoff(2))
     assert await gateway.outbox.deliver()
-    assert [i.status for i in await store.outbox.list()] == ["sent"]
+    assert [i.status for i in await store.outbox.all()] == ["sent"]
     assert len(api.calls_to("sendMessage")) == 3 and api.replies[chat_id(1)] == 1
 
 
@@ -308,7 +311,8 @@ class Mailbox:
     """An SMTP server on a fixed port that can go away and come back; 550 for `gone@`."""
 
     def __init__(self) -> None:
-        self.port, self.received = free_port(), []
+        self.port = free_port()
+        self.received: list[list[str]] = []  # the recipients of each message
         self.controller: Controller | None = None
 
     async def handle_RCPT(self, server, session, envelope, address, options):  # noqa: ANN001
@@ -335,8 +339,8 @@ async def test_smtp_down_then_back_is_delivered_and_a_refusal_is_marked(database
     outbox, store = OutboxWorker(database, {"email": channel}), Store(database)
     await store.outbox.enqueue("mail-1", "email", "dan@example.com", Outbound(text="Kết quả"))
     assert await outbox.deliver()  # nobody listens: retried later, with backoff
-    [item] = await store.outbox.list()
-    assert item.status == "pending" and item.last_error.startswith("SMTP unavailable")
+    [item] = await store.outbox.all()
+    assert item.status == "pending" and (item.last_error or "").startswith("SMTP unavailable")
     mailbox.up()
     try:
         await asyncio.sleep((item.next_attempt_at - utcnow()).total_seconds())
@@ -344,7 +348,8 @@ async def test_smtp_down_then_back_is_delivered_and_a_refusal_is_marked(database
         await store.outbox.enqueue("mail-2", "email", "gone@example.com", Outbound(text="Kết quả"))
         assert await outbox.deliver()
     finally:
+        assert mailbox.controller is not None
         mailbox.controller.stop()
-    sent, refused = await store.outbox.list(_id="mail-1"), await store.outbox.list(_id="mail-2")
+    sent, refused = await store.outbox.all(_id="mail-1"), await store.outbox.all(_id="mail-2")
     assert sent[0].status == "sent" and mailbox.received == [["dan@example.com"]]
-    assert refused[0].status == "unreachable" and "550" in refused[0].last_error
+    assert refused[0].status == "unreachable" and "550" in (refused[0].last_error or "")

@@ -27,7 +27,7 @@ from store.models import (
     Subscriber,
 )
 from store.repos import Store
-from tests.chat import quang_nam
+from tests.chat import quang_nam, stored_case
 
 NOW = datetime(2026, 11, 24, 2, 0, tzinfo=UTC)  # Tuesday 09:00 in Vietnam
 OFFICER_A = Actor("agency:xaydung@example.gov.vn", OFFICER)
@@ -59,13 +59,13 @@ async def routed_case(store: Store, *, confidential: bool = False, email: str | 
 
 
 async def outbox(store: Store, prefix: str) -> list:
-    return [i for i in await store.outbox.list() if i.id.startswith(prefix)]
+    return [i for i in await store.outbox.all() if i.id.startswith(prefix)]
 
 
 async def published(store: Store, loop: Loop, **kw) -> Reflection:
     await routed_case(store, **kw)
     assert await forward_pending(store, loop, NOW) == 1
-    case = await store.reflections.get("PA-2026-000007")
+    case = await stored_case(store, "PA-2026-000007")
     await approval.submit_result(store, loop, case, "Đã vá ổ gà.", [], OFFICER_A, NOW)
     return await approval.approve(store, loop, "PA-2026-000007", LEADER_A, NOW)
 
@@ -108,8 +108,8 @@ async def test_not_satisfied_reopens_the_case_to_the_agency_with_the_citizens_wo
     words = "Không hài lòng, ổ gà vẫn còn"
     inbound = Inbound(channel="zalo", sender="u1", message_id="m9", text=words)
     answer = await citizen_feedback(store, loop.texts, conv, inbound, parse_command(words))
-    assert "đã được chuyển lại cơ quan xử lý" in answer
-    reopened = await store.reflections.get("PA-2026-000007")
+    assert answer is not None and "đã được chuyển lại cơ quan xử lý" in answer
+    reopened = await stored_case(store, "PA-2026-000007")
     assert reopened.status == "reopened" and reopened.rating == "not_satisfied"
     assert await forward_pending(store, loop, NOW) == 1
     [_, second] = await outbox(store, "fwd:")
@@ -125,9 +125,9 @@ async def test_agency_without_leader_approval_goes_straight_to_the_citizen(datab
     store = Store(database)
     await routed_case(store)
     await forward_pending(store, loop, NOW)
-    case = await store.reflections.get("PA-2026-000007")
+    case = await stored_case(store, "PA-2026-000007")
     await approval.submit_result(store, loop, case, "Đã vá ổ gà.", [], OFFICER_A, NOW)
-    assert (await store.reflections.get("PA-2026-000007")).status == "published"
+    assert (await stored_case(store, "PA-2026-000007")).status == "published"
     assert await outbox(store, "apr:") == [] and len(await outbox(store, "result:")) == 1
 
 
@@ -139,7 +139,8 @@ async def test_closed_window_falls_back_to_email_else_sms_and_records_which(data
     [mail] = await outbox(store, "fallback:")
     assert mail.channel == "email" and mail.address == "an@example.com" and "Đã vá ổ gà." in mail.message.text
     assert await fall_back(store, loop, item, email_enabled=False) == "sms"
-    notes = [h.reason for h in (await store.reflections.get("PA-2026-000007")).history if h.action == "result_fallback"]
+    history = (await stored_case(store, "PA-2026-000007")).history
+    notes = [h.reason or "" for h in history if h.action == "result_fallback"]
     assert "sent by e-mail to an@example.com" in notes[0] and "SMS to +84912345678" in notes[1]
     assert await fall_back(store, loop, item.model_copy(update={"id": "in:x:0", "message": Outbound(text="hi")}),
                            email_enabled=True) is None

@@ -66,11 +66,16 @@ def facebook_shaped() -> st.SearchStrategy[dict[str, Any]]:
                                      {"mid": ids, "text": texts, "attachments": json_values}),
                                      "postback": json_values})
     entry = st.fixed_dictionaries({"messaging": st.lists(item, max_size=3) | json_values})
-    return st.fixed_dictionaries({"object": st.just("page") | texts, "entry": st.lists(entry, max_size=2) | json_values})
+    return st.fixed_dictionaries({"object": st.just("page") | texts,
+                                  "entry": st.lists(entry, max_size=2) | json_values})
 
 
 async def no_media(_: str) -> bytes:
     raise KeyError("no media in fuzzing")
+
+
+async def healthy() -> dict[str, Any]:
+    return {"database": "ok"}
 
 
 class Hooks:
@@ -83,16 +88,17 @@ class Hooks:
                                 media_loader=no_media)
         self.facebook = FacebookChannel(page_token="p", app_secret="fb-secret", verify_token="v",
                                         media_loader=no_media)
-        self.channels = {"telegram": self.telegram, "zalo": self.zalo, "facebook": self.facebook}
+        self.channels: dict[str, TelegramChannel | ZaloChannel | FacebookChannel] = {
+            "telegram": self.telegram, "zalo": self.zalo, "facebook": self.facebook}
 
     async def start(self) -> httpx.AsyncClient:
         pipeline = Pipeline(self.database, self.channels, bot=None, media=MediaStore(self.database))  # type: ignore[arg-type]
         self.telegram._sink = pipeline.sink("telegram")  # webhook mode without calling the Bot API
-        for name in ("zalo", "facebook"):
-            self.channels[name].bind(self.database)
-            self.channels[name]._sink = pipeline.sink(name)
+        for channel in (self.zalo, self.facebook):
+            channel.bind(self.database)
+            channel._sink = pipeline.sink(channel.name)
         routes = [r for ch in self.channels.values() for r in ch.routes()]
-        transport = httpx.ASGITransport(app=build_app(routes, lambda: None))  # type: ignore[arg-type]
+        transport = httpx.ASGITransport(app=build_app(routes, healthy))
         return httpx.AsyncClient(transport=transport, base_url="http://hooks")
 
     async def post(self, client: httpx.AsyncClient, channel: str, payload: Any) -> int:

@@ -53,7 +53,8 @@ def test_token_round_trip_and_purpose():
     assert address.startswith("phananh+PA-2026-000123.r.") and address.endswith("@ioc.example.vn")
     assert TOKENS.find([f"Phản ánh <{address}>"]) == Token("PA-2026-000123", RESULT)
     assert TOKENS.find([address.lower()]) == Token("PA-2026-000123", RESULT)  # servers may lower-case
-    assert TOKENS.find([TOKENS.address("PA-2026-000123", APPROVAL)]).purpose == APPROVAL
+    found = TOKENS.find([TOKENS.address("PA-2026-000123", APPROVAL)])
+    assert found is not None and found.purpose == APPROVAL
 
 
 def test_forged_or_foreign_tokens_are_refused():
@@ -86,7 +87,8 @@ def reply_mail(body: str, to: str) -> dict:
 
 
 @pytest.mark.parametrize("quote", [
-    "Vào 09:00 Th 3, 24 thg 11, 2026 Trung tâm IOC <phananh@ioc.example.vn> đã viết:\n> Kính gửi: Sở Xây dựng\n> Nội dung: ổ gà",
+    "Vào 09:00 Th 3, 24 thg 11, 2026 Trung tâm IOC <phananh@ioc.example.vn> đã viết:\n"
+    "> Kính gửi: Sở Xây dựng\n> Nội dung: ổ gà",
     "On Tue, 24 Nov 2026 at 09:00, IOC <phananh@ioc.example.vn> wrote:\n> Kính gửi: Sở Xây dựng",
     "-----Original Message-----\nFrom: IOC\nSent: Tuesday\nKính gửi: Sở Xây dựng",
     "________________________________\nTừ: Trung tâm IOC\nĐã gửi: Thứ Ba\nKính gửi: Sở Xây dựng",

@@ -9,12 +9,23 @@ import pytest
 
 from bots.texts import Texts
 from cases.calendar import WorkingCalendar
-from cases.lifecycle import (CITIZEN, LEADER, OFFICER, OPERATOR, SYSTEM, Actor, TransitionError, set_hidden,
-                             transition, transitioned)
+from cases.lifecycle import (
+    CITIZEN,
+    LEADER,
+    OFFICER,
+    OPERATOR,
+    SYSTEM,
+    Actor,
+    TransitionError,
+    set_hidden,
+    transition,
+    transitioned,
+)
 from cases.policy import load_policy
 from cases.sla import SlaSettings, sla_pass
 from store.models import Reflection
 from store.repos import Store
+from tests.chat import stored_case
 
 BP = load_policy(Path(__file__).resolve().parent.parent / "policies" / "binh_phuoc_1022.yaml")
 T0 = datetime(2026, 11, 23, 2, 0, tzinfo=timezone.utc)  # Monday 09:00 in Việt Nam
@@ -44,7 +55,7 @@ async def test_forbidden_move_raises_and_changes_nothing(database, path, to, act
     case = await new_case(database, path)
     with pytest.raises(TransitionError, match=f"may not move {case.code}"):
         await transition(Store(database), case, to, actor)
-    stored = await Store(database).reflections.get(case.code)
+    stored = await stored_case(Store(database), case.code)
     assert stored.status == case.status and stored.version == case.version
 
 
@@ -57,7 +68,7 @@ async def test_two_concurrent_transitions_exactly_one_wins(database):
     winners = [r for r in results if isinstance(r, Reflection)]
     losers = [r for r in results if isinstance(r, TransitionError)]
     assert len(winners) == 1 and len(losers) == 1 and "changed by someone else" in str(losers[0])
-    stored = await Store(database).reflections.get(case.code)
+    stored = await stored_case(Store(database), case.code)
     assert stored.status == winners[0].status and stored.version == case.version + 1
     assert [h.to_status for h in stored.history].count(winners[0].status) == 1
 
@@ -76,7 +87,8 @@ async def test_every_transition_leaves_actor_from_to_reason_and_time(database):
         ("staff:ioc-1", OPERATOR, "classified", "forwarded", None, T0 + timedelta(hours=2)),
         ("staff:officer-1", OFFICER, "forwarded", "in_progress", "đã cử cán bộ kiểm tra", T0 + timedelta(hours=3)),
         ("staff:officer-1", OFFICER, "in_progress", "result_submitted", "đã vá", T0 + timedelta(hours=4)),
-        ("staff:leader-1", LEADER, "result_submitted", "in_progress", "bổ sung ảnh sau khi vá", T0 + timedelta(hours=5)),
+        ("staff:leader-1", LEADER, "result_submitted", "in_progress", "bổ sung ảnh sau khi vá",
+         T0 + timedelta(hours=5)),
     ]
 
 
@@ -95,15 +107,15 @@ async def test_hiding_keeps_deadlines_and_reminders(database):
     calendar, texts = WorkingCalendar.from_policy(BP), Texts()
     await sla_pass(database, BP, calendar, texts, T0, SlaSettings())
     store = Store(database)
-    stamped = await store.reflections.get("PA-2026-000001")
+    stamped = await stored_case(store, "PA-2026-000001")
     hidden = await set_hidden(store, stamped, True, OPERATOR_A, reason="ngôn từ xúc phạm")
     assert hidden.hidden and hidden.deadlines == stamped.deadlines and hidden.deadlines
     with pytest.raises(TransitionError):
         await set_hidden(store, hidden, False, OFFICER_A, reason="")
     await sla_pass(database, BP, calendar, texts, stamped.deadlines["focal_answer"], SlaSettings())
-    addresses = [i.address for i in await store.outbox.list()]
+    addresses = [i.address for i in await store.outbox.all()]
     assert addresses == ["xaydung@example.gov.vn", "giamdoc.xaydung@example.gov.vn"]  # still supervised
-    assert (await store.reflections.get("PA-2026-000001")).history[2].action == "hide"
+    assert (await stored_case(store, "PA-2026-000001")).history[2].action == "hide"
 
 
 async def test_a_move_made_before_the_insert_stores_what_the_same_move_after_it_would(database):

@@ -12,7 +12,7 @@ import io
 import json
 import logging
 import time
-from typing import AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
@@ -84,7 +84,7 @@ async def test_photos_per_report_are_capped_across_messages(database: Database, 
     for _ in range(6):
         answer = await citizen.say(photo="pothole.jpg")
     conv = await Store(database).conversations.get("zalo", "p1")
-    assert len(conv.draft.photos) == MediaLimits().max_count
+    assert conv is not None and len(conv.draft.photos) == MediaLimits().max_count
     assert gateway.intake.say("problem", "vi", problem="too_many", value="") in answer[-1]
     assert await database.db["media.files"].count_documents({}) == MediaLimits().max_count
 
@@ -117,7 +117,10 @@ async def hooks(database: Database) -> AsyncIterator[httpx.AsyncClient]:
     """Telegram, Zalo and Facebook webhooks behind the real web app, 4 KB body limit."""
     async def no_media(_: str) -> bytes:
         return b""
-    channels = {
+
+    async def healthy() -> dict[str, Any]:
+        return {"database": "ok"}
+    channels: dict[str, TelegramChannel | ZaloChannel | FacebookChannel] = {
         "telegram": TelegramChannel(TOKEN, media_loader=no_media, webhook_url=WEBHOOK_URL, secret_token=SECRET),
         "zalo": ZaloChannel(app_id="app", app_secret="zalo-app-secret", oa_secret_key="zalo-oa-key",
                             refresh_token="r", media_loader=no_media),
@@ -132,7 +135,7 @@ async def hooks(database: Database) -> AsyncIterator[httpx.AsyncClient]:
     for channel in channels.values():
         channel._sink = sink  # webhook mode without calling the platforms' APIs
     routes = [r for ch in channels.values() for r in ch.routes()]
-    app = build_app(routes, lambda: None, max_body_bytes=4096)  # type: ignore[arg-type]
+    app = build_app(routes, healthy, max_body_bytes=4096)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hooks") as client:
         yield client
 
@@ -178,7 +181,8 @@ async def test_user_text_stays_text_and_user_file_names_never_reach_the_disk(dat
     [answer] = await hostile.say('<script>alert(1)</script> {"$where": "sleep(1000)"} ổ gà số 9 Trần Phú',
                                  photo="../../../../../../etc/hostname")
     conv = await Store(database).conversations.get("zalo", '{"$gt": ""}')
-    assert conv.sender == '{"$gt": ""}' and conv.draft.content.startswith("<script>alert(1)</script>")
+    assert conv is not None and conv.sender == '{"$gt": ""}'
+    assert (conv.draft.content or "").startswith("<script>alert(1)</script>")
     assert conv.draft.photos == []  # the path outside the transcript folder was not read
     assert gateway.intake.say("problem", "vi", problem="not_an_image", value="") in answer
     await hostile.say(photo="pothole.jpg")

@@ -6,16 +6,27 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cases.gazetteer import Commune
 from normalizer.classify import classify
 from normalizer.extract import (
-    extract_address, extract_email, extract_name, extract_report_codes, match_commune,
+    extract_address,
+    extract_email,
+    extract_name,
+    extract_report_codes,
+    match_commune,
 )
 from normalizer.phones import find_phones, parse_phone, phone_problem
 from normalizer.signals import (
-    Command, abusive, command, emergency, language, out_of_scope, parse_command,
+    Command,
+    abusive,
+    command,
+    emergency,
+    language,
+    out_of_scope,
+    parse_command,
 )
 from normalizer.text import clean, expand_abbreviations, fold, fold_aligned, title_case_name
 from normalizer.understand import evaluate, understand

@@ -152,6 +152,7 @@ def test_not_yaml(tmp_path):
 def test_gazetteer_lookup():
     gaz = Gazetteer.load(POLICIES / "gazetteer" / "dien_bien.csv")
     commune = gaz.by_code("03127")
+    assert commune is not None and commune.lat is not None and commune.lon is not None
     assert commune.name == "Phường Điện Biên Phủ" and "Phường Him Lam" in commune.aliases
     assert gaz.nearest(commune.lat + 0.001, commune.lon) == commune
     assert gaz.nearest(10.77, 106.70) is None  # Hồ Chí Minh City is far away

@@ -57,7 +57,7 @@ async def seed(database: Any) -> None:
                    agency=POLICY.agencies[1].id)
 
 
-def make_app(database: Any, api_key: str | None = API_KEY):  # type: ignore[no-untyped-def]
+def make_app(database: Any, api_key: str | None = API_KEY):
     async def health() -> dict[str, Any]:
         return {"database": "ok"}
     ctx = PortalContext(database, POLICY, CaseDesk(POLICY), open311_api_key=api_key)
@@ -65,7 +65,7 @@ def make_app(database: Any, api_key: str | None = API_KEY):  # type: ignore[no-u
 
 
 @pytest.fixture
-async def client(database):  # type: ignore[no-untyped-def]
+async def client(database):
     await seed(database)
     transport = httpx.ASGITransport(app=make_app(database))
     async with httpx.AsyncClient(transport=transport, base_url="http://portal.test") as c:
@@ -124,7 +124,7 @@ def probes(app: Any) -> dict[str, list[str]]:
     }
 
 
-async def test_nothing_private_through_any_url(database) -> None:  # type: ignore[no-untyped-def]
+async def test_nothing_private_through_any_url(database) -> None:
     await seed(database)
     app = make_app(database)
     table = probes(app)

@@ -39,8 +39,8 @@ def browse(url: str) -> dict[str, object]:
         try:
             driver.set_page_load_timeout(60)
             driver.get(url + "/portal/")
-            seen: dict[str, object] = {"title": driver.title,
-                                       "cases": [a.get_attribute("id") for a in driver.find_elements(By.CSS_SELECTOR, "article.case")]}
+            cases = [a.get_attribute("id") for a in driver.find_elements(By.CSS_SELECTOR, "article.case")]
+            seen: dict[str, object] = {"title": driver.title, "cases": cases}
             ARTIFACTS.mkdir(exist_ok=True)
             driver.save_screenshot(str(ARTIFACTS / "portal.png"))
             box = driver.find_element(By.ID, "code")
@@ -48,7 +48,8 @@ def browse(url: str) -> dict[str, object]:
             driver.find_element(By.CSS_SELECTOR, "form.filters button[type=submit]").click()
             # the search loads a new page: wait until the old one is gone before reading it
             WebDriverWait(driver, 30).until(expected_conditions.staleness_of(box))
-            seen["after_search"] = [a.get_attribute("id") for a in driver.find_elements(By.CSS_SELECTOR, "article.case")]
+            found = driver.find_elements(By.CSS_SELECTOR, "article.case")
+            seen["after_search"] = [a.get_attribute("id") for a in found]
             seen["search_url"] = driver.current_url
             image = driver.find_element(By.CSS_SELECTOR, "article.case img")
             driver.execute_script("arguments[0].scrollIntoView()", image)
@@ -61,7 +62,7 @@ def browse(url: str) -> dict[str, object]:
             driver.quit()
 
 
-async def test_portal_in_headless_chromium(database) -> None:  # type: ignore[no-untyped-def]
+async def test_portal_in_headless_chromium(database) -> None:
     await seed(database)
     server = await serve(make_app(database), "127.0.0.1", 0)
     try:

@@ -17,18 +17,27 @@ import subprocess
 import sys
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from openpyxl import load_workbook
 
+from bots.texts import Texts
 from cases.calendar import WorkingCalendar
 from cases.policy import load_policy
-from bots.texts import Texts
 from cases.report_export import export_report
 from cases.report_mail import send_due_summaries
-from cases.reports import (Report, build_report, last_complete, local_range, period_containing,
-                           policy_names, stamp_handling_hours)
+from cases.reports import (
+    Report,
+    build_report,
+    last_complete,
+    local_range,
+    period_containing,
+    policy_names,
+    stamp_handling_hours,
+)
 from store.models import Place, Reflection
+from store.reports import Row
 from store.repos import Store
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -43,7 +52,7 @@ def vn(day: int, hour: int, minute: int = 0) -> datetime:
 
 
 def case(code: str, channel: str, field: str, agency: str | None, created: datetime, status: str, *,
-         published: datetime | None = None, commune: str | None = "20194", **extra: object) -> Reflection:
+         published: datetime | None = None, commune: str | None = "20194", **extra: Any) -> Reflection:
     entered = {"received": created, **({"published": published} if published else {})}
     place = Place(lat=16.05, lon=108.2, address="Đường Hùng Vương", commune_code=commune,
                   commune="Phường Hải Vân" if commune == "20194" else "Phường Hòa Khánh" if commune else None)
@@ -65,12 +74,12 @@ FIXTURE = [
 ]
 
 
-async def load_fixture(database) -> None:  # type: ignore[no-untyped-def]
+async def load_fixture(database) -> None:
     for r in FIXTURE:
         await Store(database).reflections.insert(r)
 
 
-def by_key(report: Report, breakdown: str) -> dict[str, object]:
+def by_key(report: Report, breakdown: str) -> dict[str, Row]:
     return {r.key: r for r in report.by[breakdown]}
 
 
@@ -87,9 +96,10 @@ async def test_breakdowns_per_channel_agency_field_and_commune(database) -> None
     await load_fixture(database)
     report = await build_report(database, WEEK, CAL, policy_names(POLICY))
     ch = by_key(report, "channel")
-    assert (ch["telegram"].received, ch["telegram"].handled, ch["telegram"].on_time, ch["telegram"].late) == (3, 3, 2, 1)
-    assert (ch["telegram"].median_hours, ch["telegram"].p90_hours) == (8, 14)
-    assert (ch["email"].handled, ch["email"].in_progress, ch["email"].hidden, ch["email"].median_hours) == (1, 1, 1, 1.5)
+    telegram, email = ch["telegram"], ch["email"]
+    assert (telegram.received, telegram.handled, telegram.on_time, telegram.late) == (3, 3, 2, 1)
+    assert (telegram.median_hours, telegram.p90_hours) == (8, 14)
+    assert (email.handled, email.in_progress, email.hidden, email.median_hours) == (1, 1, 1, 1.5)
     assert (ch["zalo"].rejected, ch["zalo"].median_hours) == (1, None)
     ag = by_key(report, "agency")
     assert (ag["ag_a"].handled, ag["ag_a"].on_time, ag["ag_a"].median_hours, ag["ag_a"].p90_hours) == (2, 1, 8, 14)
@@ -164,9 +174,10 @@ async def test_periodic_summary_mailed_once_to_agency_heads_and_the_ioc(database
     await database.db.reflections.update_many({"agency": "ag_a"}, {"$set": {"agency": head.id}})
     now = vn(10, 9)  # Tuesday after the fixture's week; February, Q4 and 2025 had no cases
     keys = await send_due_summaries(database, POLICY, CAL, Texts(), now, "ioc@example.gov.vn")
-    assert sorted(keys) == sorted([f"report:week:20260302:{head.head_email}", "report:week:20260302:ioc@example.gov.vn"])
+    assert sorted(keys) == sorted([f"report:week:20260302:{head.head_email}",
+                                   "report:week:20260302:ioc@example.gov.vn"])
     assert await send_due_summaries(database, POLICY, CAL, Texts(), vn(10, 10), "ioc@example.gov.vn") == []
-    mails = {m.address: m.message for m in await Store(database).outbox.list(channel="email")}
+    mails = {m.address: m.message for m in await Store(database).outbox.all(channel="email")}
     agency_mail, ioc_mail = mails[head.head_email], mails["ioc@example.gov.vn"]
     assert agency_mail.context["subject"].startswith("[Báo cáo tuần]") and head.name in agency_mail.context["subject"]
     assert f"{head.name}: tiếp nhận 2, đã xử lý 2 (đúng hạn 1), trễ hạn 1" in agency_mail.text

@@ -38,7 +38,7 @@ async def run(database, policy: Policy, now: datetime, settings: SlaSettings = S
 
 async def sent(database) -> list[tuple[str, str, str]]:
     """(channel, address, first line) of everything queued so far."""
-    return [(i.channel, i.address, i.message.text) for i in await Store(database).outbox.list()]
+    return [(i.channel, i.address, i.message.text) for i in await Store(database).outbox.all()]
 
 
 async def forwarded_case(database, agency: str, at: datetime, subscribers: list[Subscriber] | None = None,
@@ -159,7 +159,7 @@ async def test_dien_bien_tells_citizens_it_is_still_in_progress_after_6_working_
     await run(database, DB, vn(1, 8, 59, month=12))
     assert [a for _, a, _ in await sent(database)] == ["ubnd-03127@example.gov.vn"]  # focal, 2 h before
     await run(database, DB, vn(1, 9, month=12))  # 6 working days after forwarding
-    items = await Store(database).outbox.list()
+    items = await Store(database).outbox.all()
     notices = {(i.channel, i.address): i for i in items if i.message.kind == "notice"}
     assert notices[("telegram", "42")].message.text.startswith("Phản ánh PA-2026-000001 của Ông/Bà đang được")
     assert "6 ngày làm việc" in notices[("telegram", "42")].message.text
@@ -167,7 +167,7 @@ async def test_dien_bien_tells_citizens_it_is_still_in_progress_after_6_working_
     assert notices[("email", "anna@example.com")].message.context == {"subject": "Broken street light"}
     assert "chutich-03127@example.gov.vn" in [i.address for i in items]  # escalated to the chairman
     await run(database, DB, vn(1, 10, month=12))
-    assert len(await Store(database).outbox.list()) == len(items)
+    assert len(await Store(database).outbox.all()) == len(items)
     await run(database, DB, vn(9, 9, month=12))  # the head's 6 working days are over too
     case = await load(database)
     assert case.late and actions(case) == ["due_soon", "escalated", "progress_notice", "late"]

@@ -40,7 +40,7 @@ TELEGRAM_IDS = {m.id: m.telegram_ids[0] for m in ROSTER.members}
 STAFF_CHAT = -1001234567890
 
 
-def staff_gateway(database, channels) -> Gateway:  # type: ignore[no-untyped-def]
+def staff_gateway(database, channels) -> Gateway:
     return Gateway(database, quang_nam(), channels, clock=Clock(),
                    staff=StaffSetup(ROSTER, alert_chat=("telegram", str(STAFF_CHAT))))
 
@@ -349,8 +349,9 @@ async def test_interactive_shell_runs_commands_until_exit(gw: Gateway) -> None:
 def test_run_bots_staff_command_reads_the_membership_file(db_server, tmp_path: Path, capsys) -> None:
     staff = tmp_path / "staff.yaml"
     staff.write_text((ROOT / "policies" / "staff" / "staff.example.yaml").read_text(encoding="utf-8"), encoding="utf-8")
-    settings = Settings(_env_file=None, mongodb_uri=db_server.uri, mongodb_database=f"cli_{tmp_path.name[-8:]}",
-                        staff_file=str(staff))
+    # pydantic-settings takes `_env_file`, but mypy sees only the fields in Settings' signature
+    settings = Settings(_env_file=None, mongodb_uri=db_server.uri,  # type: ignore[call-arg]
+                        mongodb_database=f"cli_{tmp_path.name[-8:]}", staff_file=str(staff))
     assert main(["--as", "minh.tran", "queue"], settings) == 0
     assert "Không có phản ánh nào" in capsys.readouterr().out
     assert main(["--as", "someone", "queue"], settings) == 1

@@ -76,6 +76,7 @@ async def scenario_return_to_ioc(say: Say, gw: Gateway) -> None:
 
 
 async def scenario_duplicates_confirmed_and_split(say: Say, gw: Gateway) -> None:
+    assert isinstance(gw.clock, Clock)  # the test clock `gw` was built with
     gw.clock.now = utcnow()  # filed just before the citizens write (their messages carry the real time)
     existing = await file_case(gw, POTHOLE, sender="d0")
     for sender in ("d1", "d2"):
@@ -156,7 +157,7 @@ def cli(gw: Gateway) -> Say:
 @pytest.mark.parametrize("scenario", [
     scenario_approve_delivers_the_result, scenario_edit_and_approve, scenario_return_to_ioc,
     scenario_duplicates_confirmed_and_split, scenario_answer_to_ask_is_attached, scenario_roles_are_refused])
-async def test_each_loop_command_from_the_cli(cli: Say, gw: Gateway, scenario) -> None:  # type: ignore[no-untyped-def]
+async def test_each_loop_command_from_the_cli(cli: Say, gw: Gateway, scenario) -> None:
     await scenario(cli, gw)
 
 

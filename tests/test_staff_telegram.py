@@ -19,15 +19,34 @@ from store.database import Database
 from store.media import MediaStore
 from store.repos import Store
 from tests.chat import IMAGES
-from tests.fakes.telegram_api import TOKEN, FakeTelegramAPI
 from tests.fakes import running
-from tests.test_staff import (STAFF_CHAT, TELEGRAM_IDS, UNCLEAR, Say, case, file_case, scenario_hide_duplicate_note,
-                              scenario_malformed, scenario_personal_data, scenario_queue_filters_and_pages,
-                              scenario_refusals, scenario_reject_tells_the_citizen, scenario_request_info_once,
-                              scenario_stats, scenario_whole_case, staff_gateway)
-from tests.test_staff_loop import (scenario_answer_to_ask_is_attached, scenario_approve_delivers_the_result,
-                                   scenario_duplicates_confirmed_and_split, scenario_edit_and_approve,
-                                   scenario_return_to_ioc, scenario_roles_are_refused)
+from tests.fakes.telegram_api import TOKEN, FakeTelegramAPI
+from tests.test_staff import (
+    STAFF_CHAT,
+    TELEGRAM_IDS,
+    UNCLEAR,
+    Say,
+    case,
+    file_case,
+    scenario_hide_duplicate_note,
+    scenario_malformed,
+    scenario_personal_data,
+    scenario_queue_filters_and_pages,
+    scenario_refusals,
+    scenario_reject_tells_the_citizen,
+    scenario_request_info_once,
+    scenario_stats,
+    scenario_whole_case,
+    staff_gateway,
+)
+from tests.test_staff_loop import (
+    scenario_answer_to_ask_is_attached,
+    scenario_approve_delivers_the_result,
+    scenario_duplicates_confirmed_and_split,
+    scenario_edit_and_approve,
+    scenario_return_to_ioc,
+    scenario_roles_are_refused,
+)
 
 STRANGER = 5550000001
 _ids = itertools.count(1)
@@ -166,7 +185,7 @@ async def test_a_message_given_up_on_is_shown_to_staff_once(fake: FakeTelegramAP
     citizen = 777001
     fake.fail("sendMessage", 403, "Forbidden: bot was blocked by the user")
     await deliver(fake, gw, message(citizen, "xin chào", citizen), citizen)
-    statuses = [i.status for i in await Store(gw.database).outbox.list() if i.address == str(citizen)]
+    statuses = [i.status for i in await Store(gw.database).outbox.all() if i.address == str(citizen)]
     assert statuses.count("unreachable") == 1
     await gw.tick()
     await gw.tick()

@@ -5,6 +5,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pymongo import MongoClient
@@ -100,7 +101,7 @@ async def test_transaction_rolls_back_everything_on_error(database):
             await store.inbound.record("zalo", "m-9", "u1", {})
             raise RuntimeError("crash in the middle")
     store = Store(database)
-    assert await store.outbox.list() == []
+    assert await store.outbox.all() == []
     assert await store.inbound.count() == 0
 
 
@@ -108,7 +109,7 @@ async def test_outbox_key_is_idempotent(database):
     store = Store(database)
     assert await store.outbox.enqueue("in:1:0", "zalo", "u1", Outbound(text="a")) is True
     assert await store.outbox.enqueue("in:1:0", "zalo", "u1", Outbound(text="a")) is False
-    assert len(await store.outbox.list()) == 1
+    assert len(await store.outbox.all()) == 1
 
 
 async def test_citizen_is_one_person_across_channels(database):
@@ -119,8 +120,10 @@ async def test_citizen_is_one_person_across_channels(database):
     assert {(i.channel, i.address) for i in b.identities} == {("zalo", "z1"), ("telegram", "t1")}
     again = await store.citizens.remember("+84912345678", "Nguyễn Văn An", "zalo", "z1")
     assert len(again.identities) == 2
-    assert (await store.citizens.by_identity("telegram", "t1")).id == a.id
-    assert a == (await store.citizens.by_identity("zalo", "z1")).model_copy(update={"identities": a.identities})
+    by_telegram = await store.citizens.by_identity("telegram", "t1")
+    assert by_telegram is not None and by_telegram.id == a.id
+    by_zalo = await store.citizens.by_identity("zalo", "z1")
+    assert by_zalo is not None and a == by_zalo.model_copy(update={"identities": a.identities})
     moved = await store.citizens.remember("+84912345678", "Nguyễn Văn An", "email", "an@example.vn",
                                           email="an@example.vn", contact_address="12 Hùng Vương")
     assert moved == await store.citizens.by_phone("+84912345678")  # what the caller gets is what is stored
@@ -137,12 +140,15 @@ def test_embedded_server_keeps_data_across_restart(tmp_path: Path):
     server = EmbeddedServer(tmp_path / "db", free_port())
     server.start()
     try:
-        MongoClient(server.uri).gw.things.insert_one({"_id": "kept", "v": "ổ gà"})
+        client: MongoClient[dict[str, Any]] = MongoClient(server.uri)
+        client.gw.things.insert_one({"_id": "kept", "v": "ổ gà"})
     finally:
         server.stop()
     server.start()
     try:
-        assert MongoClient(server.uri).gw.things.find_one({"_id": "kept"})["v"] == "ổ gà"
+        client = MongoClient(server.uri)
+        kept = client.gw.things.find_one({"_id": "kept"})
+        assert kept is not None and kept["v"] == "ổ gà"
     finally:
         server.stop()
 
@@ -186,7 +192,7 @@ async def test_a_committed_unit_of_work_survives_the_database_killed_right_after
     server.start()
     try:
         database = await connect(server.uri, "durable", timeout_ms=5000)
-        assert [i.id for i in await Store(database).outbox.list()] == [f"reply:{c}" for c in codes]
+        assert [i.id for i in await Store(database).outbox.all()] == [f"reply:{c}" for c in codes]
         await database.close()
     finally:
         server.stop()
@@ -239,7 +245,8 @@ async def test_a_gateway_sigkilled_inside_a_scheduler_transaction_leaves_nothing
     restarted = SessionPool(database, "gateway", size=2)
     await restarted.open()  # the next start
     await move_case()
-    assert (await database.db.reflections.find_one({"_id": "case-1"}))["status"] == "answered"
+    moved = await database.db.reflections.find_one({"_id": "case-1"})
+    assert moved is not None and moved["status"] == "answered"
     await restarted.close()
     await database.client.drop_database(name)
     await database.close()

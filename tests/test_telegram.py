@@ -15,9 +15,9 @@ from channels.base import PermanentFailure, RetryLater, Unreachable
 from channels.telegram import MAX_TEXT, TelegramChannel, split_text
 from channels.webapp import build_app
 from normalizer.media import MediaRejected
-from normalizer.messages import Button, Contact, GeoPoint, MediaRef, Outbound
-from tests.fakes.telegram_api import TOKEN, FakeTelegramAPI
+from normalizer.messages import Button, Contact, GeoPoint, Inbound, MediaRef, Outbound
 from tests.fakes import running
+from tests.fakes.telegram_api import TOKEN, FakeTelegramAPI
 
 FIXTURES = Path(__file__).parent / "fixtures" / "telegram"
 STAFF_CHAT = -1001234567890
@@ -28,6 +28,13 @@ WEBHOOK_URL = "https://ioc.example.vn/telegram/webhook"
 
 def update(name: str) -> dict[str, Any]:
     return json.loads((FIXTURES / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def parsed(channel: TelegramChannel, message_id: str, sender: str, payload: dict[str, Any]) -> Inbound:
+    """`channel.parse` of an update that it reads."""
+    inbound = channel.parse(message_id, sender, payload)
+    assert inbound is not None, "the update was not read"
+    return inbound
 
 
 class Sink:
@@ -109,7 +116,7 @@ async def test_polling_hands_each_update_to_the_sink_and_advances_the_offset(
     assert sink.stored["731000002"][1]["message"]["photo"][2]["width"] == 1280
     offsets = [c.params.get("offset") for c in fake.calls_to("getUpdates")]
     assert 731000003 in offsets
-    assert channel.parse("731000001", CITIZEN, sink.stored["731000001"][1]).text.startswith("Đèn")
+    assert parsed(channel, "731000001", CITIZEN, sink.stored["731000001"][1]).text.startswith("Đèn")
 
 
 async def test_start_survives_telegram_down_and_a_bad_token_fails_fast(
@@ -246,7 +253,7 @@ def test_webhook_needs_a_valid_secret(make_channel: Callable[..., TelegramChanne
 
 # ---- parse ------------------------------------------------------------------------------
 def test_parse_private_text(channel: TelegramChannel) -> None:
-    inbound = channel.parse("731000001", CITIZEN, update("private_text"))
+    inbound = parsed(channel, "731000001", CITIZEN, update("private_text"))
     assert inbound.channel == "telegram" and inbound.sender == CITIZEN
     assert inbound.message_id == "731000001" and inbound.chat_kind == "private"
     assert inbound.text == "Đèn đường ngõ 12 Trần Phú bị hỏng từ tối qua"
@@ -256,41 +263,41 @@ def test_parse_private_text(channel: TelegramChannel) -> None:
 
 
 def test_parse_photo_takes_the_largest_size_and_the_caption(channel: TelegramChannel) -> None:
-    inbound = channel.parse("731000002", CITIZEN, update("private_photo"))
+    inbound = parsed(channel, "731000002", CITIZEN, update("private_photo"))
     assert inbound.text == "Cột đèn số 7"
     assert inbound.media == [MediaRef(ref="AgACAgUAAxkBAAMMZ0Nr-large", declared_type="image/jpeg",
                                       size=120211)]
 
 
 def test_parse_documents_keep_their_declared_type(channel: TelegramChannel) -> None:
-    image = channel.parse("731000003", CITIZEN, update("private_document_image"))
+    image = parsed(channel, "731000003", CITIZEN, update("private_document_image"))
     assert image.media == [MediaRef(ref="BQACAgUAAxkBAAMNZ0Ns-doc", declared_type="image/jpeg",
                                     filename="IMG_20251124_0815.jpg", size=2345678)]
-    pdf = channel.parse("731000010", CITIZEN, update("private_document_pdf"))
+    pdf = parsed(channel, "731000010", CITIZEN, update("private_document_pdf"))
     assert pdf.media[0].declared_type == "application/pdf" and pdf.text == "Đơn kèm theo"
 
 
 def test_parse_location(channel: TelegramChannel) -> None:
-    inbound = channel.parse("731000004", CITIZEN, update("private_location"))
+    inbound = parsed(channel, "731000004", CITIZEN, update("private_location"))
     assert inbound.location == GeoPoint(lat=16.067781, lon=108.220824)
 
 
 def test_parse_contact_only_when_it_is_the_senders_own(channel: TelegramChannel) -> None:
-    own = channel.parse("731000005", CITIZEN, update("private_contact"))
+    own = parsed(channel, "731000005", CITIZEN, update("private_contact"))
     assert own.contact == Contact(phone="84912345678", name="Lan Nguyễn Thị")
     other = channel.parse("731000006", CITIZEN, update("private_contact_other"))
     assert other is not None and other.contact is None
 
 
 def test_parse_callback_query_as_action(channel: TelegramChannel) -> None:
-    inbound = channel.parse("731000007", CITIZEN, update("callback_query"))
+    inbound = parsed(channel, "731000007", CITIZEN, update("callback_query"))
     assert inbound.action == "confirm" and inbound.text == ""
     assert inbound.sender == CITIZEN and inbound.chat_kind == "private"
     assert inbound.context == {"user_id": CITIZEN}
 
 
 def test_parse_staff_group_is_marked_and_other_groups_ignored(channel: TelegramChannel) -> None:
-    staff = channel.parse("731000008", str(STAFF_CHAT), update("staff_group_message"))
+    staff = parsed(channel, "731000008", str(STAFF_CHAT), update("staff_group_message"))
     assert staff.chat_kind == "group" and staff.sender == str(STAFF_CHAT)
     assert staff.text == "/xem PA-2025-000123"
     assert staff.context["user_id"] == "8880002222" and staff.profile_name == "Minh Trần"

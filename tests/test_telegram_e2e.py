@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import json
 from collections import Counter
 from pathlib import Path
@@ -69,7 +70,7 @@ async def say(fake: FakeTelegramAPI, gateway: Gateway, *updates: dict[str, Any])
     for u in updates:
         fake.push(u)
         mid = str(u["update_id"])
-        await until(lambda: _stored(store, mid))
+        await until(functools.partial(_stored, store, mid))
     await gateway.drain()
     return [c.params["text"] for c in fake.calls_to("sendMessage")[before:]]
 
@@ -118,7 +119,7 @@ async def test_a_photo_that_is_not_an_image_is_refused(fake: FakeTelegramAPI, ga
         "file_name": "anh.jpg", "mime_type": "image/jpeg", "file_id": "BQACAgUAAxkBAAMNZ0Ns-doc",
         "file_unique_id": "AgADdoc", "file_size": 1200}))
     conversation = await Store(gateway.database).conversations.get("telegram", str(CITIZEN))
-    assert conversation.draft.photos == []
+    assert conversation is not None and conversation.draft.photos == []
     assert conversation.asking == "photo"
     assert gateway.intake.say("problem", "vi", problem="not_an_image", value="") in answer
 
@@ -130,7 +131,8 @@ async def test_webhook_mode_through_the_gateways_web_app(fake: FakeTelegramAPI, 
     gateway = Gateway(database, load_policy(POLICY), {"telegram": channel}, web=("127.0.0.1", 0))
     await gateway.start(workers=False)
     try:
-        assert fake.webhook["url"] == "https://ioc.example.vn/hooks/telegram"
+        assert fake.webhook is not None and fake.webhook["url"] == "https://ioc.example.vn/hooks/telegram"
+        assert gateway.web is not None
         async with httpx.AsyncClient(base_url=gateway.web.url) as client:
             wrong = await client.post("/hooks/telegram", json=update("private_text", 41),
                                       headers={"X-Telegram-Bot-Api-Secret-Token": "guess"})

@@ -13,7 +13,7 @@ from store.group_commit import GroupCommit
 Msg = tuple[str, str]  # (key, citizen)
 
 
-def line() -> WorkQueue[Msg]:
+def line() -> WorkQueue[Msg, str]:
     return WorkQueue(key=lambda m: m[0], owner=lambda m: m[1])
 
 

@@ -6,7 +6,7 @@ own `serve`, and also plays the platform's CDN (files the tests add, fetched by 
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, Sequence, TypeVar
+from typing import AsyncIterator, Protocol, Sequence, TypeVar
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -15,7 +15,16 @@ from starlette.routing import BaseRoute, Route
 
 from channels.webapp import WebServer, serve
 
-F = TypeVar("F", bound="FakeServer")
+
+class Startable(Protocol):
+    """What `running` needs of a fake (FakeServer, or one that serves itself like FakeTelegramAPI)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+F = TypeVar("F", bound=Startable)
 
 
 class FakeServer:

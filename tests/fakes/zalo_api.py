@@ -30,7 +30,7 @@ class Call:
     path: str
     headers: dict[str, str]
     json: Any = None
-    form: dict[str, str] = field(default_factory=dict)
+    form: dict[str, str | UploadFile] = field(default_factory=dict)
     files: dict[str, bytes] = field(default_factory=dict)
     accepted: bool = False
 

@@ -28,6 +28,7 @@ class MaildirHandler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or envelope.content
+        assert raw is not None  # handle_DATA runs once the message has arrived
         self.dovecot.deliver(raw if isinstance(raw, bytes) else raw.encode())
         return "250 Message accepted for delivery"
 
