@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     email_smtp_user: str | None = None
     email_smtp_password: SecretStr | None = None
     email_poll_seconds: float = 60.0
-    email_max_message_bytes: int = 11_000_000  # larger mail is stored as headers only
+    email_max_message_bytes: int = 11_000_000  # larger mail: its text and the photos that fit
 
     # The IOC's own mailbox: late cases, unroutable cases and flagged agency replies go here.
     ioc_email: str | None = None

@@ -1,15 +1,16 @@
 """The e-mail transport: an IMAP reader for the citizens' inbox and an SMTP sender.
 
-`bots/gateway.py` builds one `EmailChannel` (through `channels/registry.py`) and calls
-`start(sink)`: every unseen INBOX message is handed to the sink as {"raw": base64 RFC 822,
-"uid": n} (headers only plus "oversize" when too big) and flagged \\Seen only after the sink
-returned, so a crash never loses mail. The pipeline calls `parse`/`fetch_media` on the stored
-payload, the outbox worker calls `send`. MIME reading lives in `channels/email_parse.py`.
+`bots/gateway.py` builds one `EmailChannel` (through `channels/registry.py`), binds it to the
+database (`bind`: where quarantined mail is kept) and calls `start(sink)`: every unseen INBOX
+message is handed to the sink as {"raw": base64 RFC 822, "uid": n} (its text and the photos that
+fit, plus "oversize" and "dropped", when too big) and flagged \\Seen only after the sink returned,
+so a crash never loses mail; a mail that can never be stored is quarantined and the reader goes
+on (`channels/email_intake.py`). The pipeline calls `parse`/`fetch_media`/`skip_reason` on the
+stored payload, the outbox worker calls `send`. MIME reading lives in `channels/email_parse.py`.
 """
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 import logging
 import re
@@ -25,7 +26,13 @@ from PIL import Image, UnidentifiedImageError
 from bots.texts import Texts
 from channels import email_parse
 from channels.base import EventSink, PermanentFailure, RetryLater, Unreachable
+from channels.email_envelope import failure_reason
+from channels.email_intake import MailIntake
+from channels.email_oversize import Fetch
 from normalizer.messages import Inbound, MediaRef, Outbound
+from store.database import Database
+from store.errors import describe
+from store.media import MediaStore
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +65,14 @@ class EmailChannel:
             raise ValueError(f"smtp_security must be starttls, ssl or none, not {smtp_security!r}")
         self.imap = dict(host=imap_host, port=imap_port, user=imap_user, password=imap_password)
         self.imap_ssl, self.imap_timeout = imap_ssl, imap_timeout
-        self.smtp = dict(hostname=smtp_host, port=smtp_port, username=smtp_user or None,
+        self.smtp: dict[str, Any] = dict(hostname=smtp_host, port=smtp_port, username=smtp_user or None,
                          password=smtp_password or None, timeout=smtp_timeout,
                          use_tls=smtp_security == "ssl", start_tls=smtp_security == "starttls")
         self.address, self.display_name = address.lower(), display_name
         self.media_loader = media_loader
         self.default_subject = default_subject or Texts().render("email_subject")
         self.max_attachment_bytes, self.max_message_bytes = max_attachment_bytes, max_message_bytes
+        self._intake = MailIntake(max_message_bytes, max_attachment_bytes)
         self.poll_seconds = poll_seconds
         self.reconnect = (reconnect_min_seconds, reconnect_max_seconds)
         self.ssl_context = ssl_context
@@ -72,6 +80,10 @@ class EmailChannel:
         self._reader: asyncio.Task | None = None
 
     # ---- receiving -------------------------------------------------------------------
+
+    def bind(self, database: Database) -> None:
+        """Called by the gateway before `start`: quarantined raw mail is kept in its GridFS."""
+        self._intake.media = MediaStore(database)
 
     async def start(self, sink: EventSink) -> None:
         """Start the inbox reader task (IDLE where offered, else polling); returns at once."""
@@ -89,8 +101,7 @@ class EmailChannel:
             try:
                 await self._session(sink)
             except Exception as exc:  # noqa: BLE001 - the reader must outlive any failure
-                log.warning("e-mail reader: %s: %s; reconnecting in %.1fs",
-                            type(exc).__name__, exc, self._delay)
+                log.warning("e-mail reader: %s; reconnecting in %.1fs", describe(exc), self._delay)
             await asyncio.sleep(self._delay)
             self._delay = min(self._delay * 2, self.reconnect[1])
 
@@ -119,30 +130,9 @@ class EmailChannel:
     async def _drain(self, imap: aioimaplib.IMAP4, sink: EventSink, guard: _Guard) -> None:
         response = _ok(await guard(imap.uid_search("UNSEEN", charset=None)), "SEARCH")
         uids = [tok for line in response.lines[:1] for tok in line.decode().split() if tok.isdigit()]
-        for uid in uids:
-            payload = await self._fetch(imap, guard, uid)
-            if payload is None:
-                continue  # expunged meanwhile
-            message_id, sender = email_parse.envelope(base64.b64decode(payload["raw"]))
-            await sink(message_id, sender, payload)  # raises when the store is down: retry later
-            _ok(await guard(imap.uid("store", uid, "+FLAGS.SILENT", r"(\Seen)")), "STORE")
-
-    async def _fetch(self, imap: aioimaplib.IMAP4, guard: _Guard, uid: str) -> dict[str, Any] | None:
-        """The payload for one message: whole when small enough, else headers and size."""
-        sized = _ok(await guard(imap.uid("fetch", uid, "(RFC822.SIZE)")), "FETCH")
-        match = re.search(rb"RFC822\.SIZE (\d+)", b" ".join(x for x in sized.lines if isinstance(x, bytes)))
-        if match is None:
-            return None
-        size = int(match.group(1))
-        part = "BODY.PEEK[]" if size <= self.max_message_bytes else "BODY.PEEK[HEADER]"
-        fetched = _ok(await guard(imap.uid("fetch", uid, f"({part})")), "FETCH")
-        raw = next((bytes(x) for x in fetched.lines if isinstance(x, bytearray)), None)
-        if raw is None:
-            return None
-        payload: dict[str, Any] = {"raw": base64.b64encode(raw).decode("ascii"), "uid": int(uid)}
-        if size > self.max_message_bytes:
-            payload["oversize"] = size
-        return payload
+        for uid in uids:  # a mail that cannot be stored is quarantined by the intake, never retried forever
+            if await self._intake.hand_over(uid, _fetcher(imap, guard, uid), sink):
+                _ok(await guard(imap.uid("store", uid, "+FLAGS.SILENT", r"(\Seen)")), "STORE")
 
     async def _wait_for_mail(self, imap: aioimaplib.IMAP4, guard: _Guard) -> None:
         """Until the server pushes news (IDLE) or `poll_seconds` pass, whichever comes first."""
@@ -165,9 +155,13 @@ class EmailChannel:
         return email_parse.classify_mail(payload, self.address)
 
     def skip_reason(self, payload: dict[str, Any]) -> tuple[str, str]:
-        """Pipeline hook for a mail `parse` dropped: malformed ones fail, the rest are ignored."""
+        """Pipeline hook for a mail `parse` dropped: malformed and quarantined ones fail with
+        their reason (e.g. "malformed: Message-ID header over 998 characters"), the rest are
+        ignored."""
         kind = self.classify_mail(payload)
-        return ("failed" if kind == "malformed" else "ignored", kind)
+        if kind in ("malformed", "quarantined"):
+            return "failed", failure_reason(payload)
+        return "ignored", kind
 
     def undeliverable(self, payload: dict[str, Any]) -> str | None:
         """Pipeline hook: for a bounce, the address that could not be delivered."""
@@ -257,6 +251,12 @@ class _Guard:
         if not task.done() or task.cancelled():
             raise ConnectionLost("IMAP connection lost")
         return task.result()
+
+
+def _fetcher(imap: aioimaplib.IMAP4, guard: _Guard, uid: str) -> Fetch:
+    async def fetch(items: str) -> list[bytes | bytearray]:
+        return _ok(await guard(imap.uid("fetch", uid, items)), "FETCH").lines
+    return fetch
 
 
 def _ok(response: aioimaplib.Response, command: str) -> aioimaplib.Response:

@@ -1,23 +1,23 @@
 """Reading a stored e-mail: who sent it, what kind of mail it is, the citizen's own words.
 
-`channels/email.py` calls `envelope` while reading the inbox (to name the raw event) and
-`parse_mail` when the pipeline parses a stored event; the pipeline calls `classify_mail` and
-`bounced_recipient` to explain why a mail was ignored and to mark dead addresses. Nothing here
-raises on bad input: broken MIME, unknown charsets and missing headers become "malformed".
+`channels/email.py` calls `parse_mail` when the pipeline parses a stored event; the pipeline
+calls `classify_mail` and `bounced_recipient` (through the channel) to explain why a mail was
+ignored and to mark dead addresses. Nothing here raises on bad input: broken MIME, unknown
+charsets, missing or absurdly long headers become "malformed"; a mail the reader could not
+store comes as "quarantined" (`channels/email_intake.py`). Naming a raw mail for the store and
+the reasons of failed mail are in `channels/email_envelope.py`.
 """
 from __future__ import annotations
 
 import base64
 import binascii
 import codecs
-import hashlib
 import logging
 import re
 import unicodedata
 from email import message_from_bytes, policy
-from email.errors import (MultipartInvariantViolationDefect, NoBoundaryInMultipartDefect,
-                          StartBoundaryNotFoundDefect)
-from email.message import EmailMessage
+from email.errors import MultipartInvariantViolationDefect, NoBoundaryInMultipartDefect, StartBoundaryNotFoundDefect
+from email.message import EmailMessage, MIMEPart
 from email.utils import getaddresses
 from typing import Any, Literal
 
@@ -25,22 +25,25 @@ from channels.email_text import html_to_text, strip_quotes, subject_body
 from normalizer.messages import Inbound, MediaRef
 
 log = logging.getLogger(__name__)
-MailKind = Literal["citizen", "own", "auto_reply", "bounce", "list", "malformed"]
+MailKind = Literal["citizen", "own", "auto_reply", "bounce", "list", "malformed", "quarantined"]
+
+MAX_HEADER_CHARS = 998  # RFC 5322's line limit: a longer Message-ID/From/In-Reply-To is malformed
+_CHECKED_HEADERS = ("Message-ID", "From", "In-Reply-To")
 
 _BROKEN = (NoBoundaryInMultipartDefect, StartBoundaryNotFoundDefect, MultipartInvariantViolationDefect)
 _AUTO_SUBJECT = re.compile(r"^(out of (the )?office|automatic reply|auto[- ]?reply|autoreply|"
                            r"vắng mặt|trả lời tự động)", re.IGNORECASE)
 _REPLY_PREFIX = re.compile(r"^\s*((re|fw|fwd|tl|tr|trả lời|chuyển tiếp)\s*:\s*)+", re.IGNORECASE)
-_IMAGE_EXT = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".heic", ".heif", ".bmp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".heic", ".heif", ".bmp", ".tif", ".tiff")
 
 
 def load(payload: dict[str, Any]) -> EmailMessage | None:
-    """The stored payload's message (headers only when it was oversize), or None if unreadable."""
+    """The stored payload's message (in part when it was oversize), or None if unreadable."""
     try:
         raw = base64.b64decode(payload["raw"], validate=True)
     except (KeyError, TypeError, ValueError, binascii.Error):
         return None
-    return message_from_bytes(raw, policy=policy.default)  # type: ignore[return-value]
+    return message_from_bytes(raw, policy=policy.default)
 
 
 def header(msg: EmailMessage, name: str) -> str:
@@ -61,16 +64,6 @@ def sender_of(msg: EmailMessage) -> tuple[str, str]:
     return name.strip(), address.strip().lower()
 
 
-def envelope(raw: bytes) -> tuple[str, str]:
-    """(message id, sender) naming a raw event: the Message-ID header or a hash of the bytes."""
-    try:
-        msg = message_from_bytes(raw, policy=policy.default)
-        message_id, sender = header(msg, "Message-ID"), sender_of(msg)[1]  # type: ignore[arg-type]
-    except Exception:  # noqa: BLE001 - a mail too broken to name still gets stored
-        message_id, sender = "", ""
-    return message_id or "sha256:" + hashlib.sha256(raw).hexdigest(), sender
-
-
 def classify_mail(payload: dict[str, Any], own_address: str = "") -> MailKind:
     """What kind of mail a stored payload holds; the pipeline asks when `parse` gave None."""
     msg = load(payload)
@@ -83,8 +76,22 @@ def classify_mail(payload: dict[str, Any], own_address: str = "") -> MailKind:
     return kind
 
 
+def overlong_header(msg: EmailMessage) -> str | None:
+    """The first of Message-ID/From/In-Reply-To longer than any real mail has, or None."""
+    for name in _CHECKED_HEADERS:
+        try:
+            values = msg.get_all(name) or []
+        except Exception:  # noqa: BLE001 - junk headers: `header` reads them as ""
+            values = []
+        if any(len(str(value)) > MAX_HEADER_CHARS for value in values):
+            return name
+    return None
+
+
 def _kind(msg: EmailMessage | None, payload: dict[str, Any], own_address: str) -> MailKind:
-    if msg is None:
+    if "quarantined" in payload:  # an excerpt of a mail that could not be stored: no report
+        return "quarantined"
+    if msg is None or overlong_header(msg):
         return "malformed"
     address = sender_of(msg)[1]
     if own_address and address == own_address.lower():
@@ -95,8 +102,8 @@ def _kind(msg: EmailMessage | None, payload: dict[str, Any], own_address: str) -
         return "auto_reply"
     if header(msg, "List-Id") or header(msg, "List-Unsubscribe"):
         return "list"
-    if not address or ("oversize" not in payload and _broken(msg)):
-        return "malformed"  # (an oversize payload holds headers only: no body to check)
+    if not address or ("oversize" not in payload and broken_structure(msg)):
+        return "malformed"  # (an oversize payload was rebuilt from parts, or is headers only)
     return "citizen"
 
 
@@ -116,7 +123,7 @@ def bounced_recipient(payload: dict[str, Any]) -> str | None:
     return _address_field(failed) if failed else None
 
 
-def _broken(msg: EmailMessage) -> bool:
+def broken_structure(msg: EmailMessage) -> bool:
     return any(isinstance(defect, _BROKEN) for part in msg.walk() for defect in part.defects)
 
 
@@ -127,7 +134,7 @@ def _address_field(value: str) -> str | None:
 
 def _is_bounce(msg: EmailMessage, address: str) -> bool:
     report = msg.get_content_type() == "multipart/report"
-    if report and msg.get_param("report-type", "").lower() == "delivery-status":
+    if report and str(msg.get_param("report-type", "")).lower() == "delivery-status":
         return True
     return address.split("@")[0] in ("mailer-daemon", "mailerdaemon")
 
@@ -161,21 +168,27 @@ def _inbound(message_id: str, msg: EmailMessage, payload: dict[str, Any], limit:
     subject = header(msg, "Subject")
     context = thread_context(msg, subject)
     media, refused = _media(msg, limit)
+    rejected: list[str] = []
+    if "oversize" in payload:  # read in part by channels/email_oversize.py: say what was left out
+        context["oversize_message"] = str(payload["oversize"])
+        dropped = [str(item) for item in payload.get("dropped", [])]
+        refused += dropped
+        if dropped or payload.get("text_cut") or "dropped" not in payload:
+            rejected.append("mail_too_large")  # (older payloads held the headers only)
     if refused:
         context["refused_attachments"] = "\n".join(refused)
-    if "oversize" in payload:
-        context["oversize_message"] = str(payload["oversize"])
     body = body_text(msg)
     text = body if context["in_reply_to"] else text_with_subject(subject, body)
     return Inbound(channel="email", sender=address, message_id=message_id, profile_name=name or None,
-                   text=text, media=media,
+                   text=text, media=media, rejected_media=rejected,
                    chat_kind="email", context=context)
 
 
 def thread_context(msg: EmailMessage, subject: str) -> dict[str, str]:
     """Subject and thread headers a reply needs; the root is the first of References."""
     message_id = header(msg, "Message-ID")
-    references = header(msg, "References")
+    # no id in a real thread is longer than a header line: such junk never reaches a query
+    references = " ".join(ref for ref in header(msg, "References").split() if len(ref) <= MAX_HEADER_CHARS)
     in_reply_to = header(msg, "In-Reply-To")
     root = (references.split() or in_reply_to.split() or [message_id])[0]
     return {"subject": subject, "message_id": message_id, "references": references,
@@ -188,7 +201,8 @@ def _media(msg: EmailMessage, limit: int) -> tuple[list[MediaRef], list[str]]:
     """Image parts as self-contained data: refs; any part over the limit as "name:size"."""
     media, refused = [], []
     for index, part in attachments(msg):
-        data = part.get_payload(decode=True) or b""
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
         filename = part.get_filename() or f"part-{index}"
         if len(data) > limit:
             refused.append(f"{filename}:{len(data)}")
@@ -220,7 +234,7 @@ def body_text(msg: EmailMessage) -> str:
     return strip_quotes(text)
 
 
-def decode_text(part: EmailMessage) -> str:
+def decode_text(part: MIMEPart) -> str:
     """A text part's content in its declared charset; unknown charsets and bad bytes replaced."""
     data = part.get_payload(decode=True) or b""
     charset = part.get_content_charset() or "utf-8"
@@ -251,7 +265,7 @@ def attachments(msg: EmailMessage) -> list[tuple[int, EmailMessage]]:
 def is_image(part: EmailMessage) -> bool:
     """Declared as an image by type or name; the normalizer checks the bytes themselves."""
     filename = (part.get_filename() or "").lower()
-    return part.get_content_maintype() == "image" or filename.endswith(_IMAGE_EXT)
+    return part.get_content_maintype() == "image" or filename.endswith(IMAGE_EXTENSIONS)
 
 
 def text_with_subject(subject: str, body: str) -> str:

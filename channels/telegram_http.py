@@ -3,7 +3,7 @@
 `TelegramChannel` gives this to PTB's `Bot` instead of PTB's default `HTTPXRequest`. PTB
 builds every Bot API call and parses every answer itself; this class only moves the bytes.
 Why not httpx: measured with PTB against the fake Bot API on this project's machine
-(the README's Measured section), `HTTPXRequest` cost 3.0-4.6 ms of CPU per call
+(docs/performance.md), `HTTPXRequest` cost 3.0-4.6 ms of CPU per call
 (httpcore walks every pooled connection, asking each socket whether it is readable, for
 every request it queues and every response it closes), this class 1.0-1.2 ms; at the
 gateway's load that was a third of its CPU. Timeouts (but for writes, which aiohttp does not

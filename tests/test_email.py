@@ -59,7 +59,7 @@ async def load_photo(file_id: str) -> bytes:
 
 
 def make_channel(dovecot: DovecotServer, smtp_port: int = 0, **overrides: Any) -> EmailChannel:
-    settings = dict(imap_host=dovecot.host, imap_port=dovecot.port, imap_user=dovecot.user,
+    settings: dict[str, Any] = dict(imap_host=dovecot.host, imap_port=dovecot.port, imap_user=dovecot.user,
                     imap_password=dovecot.password, imap_ssl=False, smtp_host="127.0.0.1",
                     smtp_port=smtp_port or free_port(), smtp_user=None, smtp_password=None,
                     smtp_security="none", address=OUR, display_name="Trung tâm IOC Đà Nẵng",
@@ -160,7 +160,7 @@ async def test_idle_push_brings_new_mail_before_the_poll(inbox):
     assert sink.new_ids() == ["<report-2@example.com>"]
 
 
-async def test_oversize_message_is_handed_over_as_headers_only(inbox):
+async def test_oversize_message_is_handed_over_with_its_text_and_without_the_photo(inbox):
     await inbox.append(citizen_mail(3, photo=jpeg() * 50))
     sink, channel = RecordingSink(), make_channel(inbox, max_message_bytes=10_000)
     await channel.start(sink)
@@ -171,8 +171,10 @@ async def test_oversize_message_is_handed_over_as_headers_only(inbox):
     payload = sink.calls[0][2]
     assert payload["oversize"] > 10_000 and len(base64.b64decode(payload["raw"])) < 2_000
     inbound = channel.parse(sink.calls[0][0], CITIZEN, payload)
-    assert inbound is not None and inbound.media == []
+    assert inbound is not None and inbound.media == [] and "Đèn đường hỏng" in inbound.text
     assert inbound.context["oversize_message"] == str(payload["oversize"])
+    assert inbound.context["refused_attachments"].startswith("den.jpg:")
+    assert inbound.rejected_media == ["mail_too_large"]  # the citizen is told (templates/*/problem.txt)
 
 
 async def test_sink_failure_leaves_mail_unseen_until_the_store_is_back(inbox):
@@ -341,13 +343,14 @@ async def test_reply_arrives_in_thread_with_photo(inbox, smtp):
     await eventually(lambda: _has_messages(inbox))
     ((_, raw),) = await inbox.messages()
     mail = message_from_bytes(raw, policy=policy.default)
-    assert mail["Message-ID"] == message_id and message_id.endswith("@ioc.example.vn>")
+    assert message_id is not None and mail["Message-ID"] == message_id and message_id.endswith("@ioc.example.vn>")
     assert mail["Subject"] == "Re: Đèn đường hỏng"
     assert mail["In-Reply-To"] == "<plain-1@example.com>"
     assert mail["References"] == "<root@example.com> <plain-1@example.com>"
     assert mail["Auto-Submitted"] == "auto-replied"
     assert mail["From"].addresses[0].display_name == "Trung tâm IOC Đà Nẵng"
-    assert "PA-2024-000123" in mail.get_body(("plain",)).get_content()
+    body = mail.get_body(("plain",))
+    assert body is not None and "PA-2024-000123" in body.get_content()
     (attachment,) = mail.iter_attachments()
     assert attachment.get_content_type() == "image/jpeg" and attachment.get_content() == photo
     assert channel.classify_mail({"raw": base64.b64encode(raw).decode()}) == "own"

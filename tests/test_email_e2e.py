@@ -13,8 +13,7 @@ import pytest
 from bots.gateway import Gateway
 from store.repos import Store
 from tests.chat import quang_nam
-from tests.test_email import (CITIZEN, FIXTURES, OUR, dovecot, eventually, inbox, jpeg,  # noqa: F401
-                              make_channel, smtp)
+from tests.test_email import CITIZEN, FIXTURES, OUR, dovecot, eventually, inbox, jpeg, make_channel, smtp  # noqa: F401
 
 
 @pytest.fixture
@@ -58,7 +57,9 @@ async def wait_for_reply(server, count: int) -> EmailMessage:
 
 
 def text_of(msg: EmailMessage) -> str:
-    return msg.get_body(preferencelist=("plain",)).get_content()
+    body = msg.get_body(preferencelist=("plain",))
+    assert body is not None, "no text/plain part"
+    return str(body.get_content())
 
 
 async def test_complete_report_in_one_mail_then_confirmation_in_the_thread(gateway, inbox):  # noqa: F811
@@ -98,5 +99,5 @@ async def test_auto_reply_and_bounce_are_not_answered(gateway, inbox, database):
     async def handled() -> bool:
         return await store.inbound.count(status="ignored") == 2
     await eventually(handled, seconds=30)
-    assert await store.outbox.list() == []
+    assert await store.outbox.all() == []
     assert await replies_to_citizen(inbox) == []
