@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         from bots.replay import main as replay
         return replay(args.file, _policy(settings.policy_file))
     if args.command == "report":
-        from cases.report_export import report_command
+        from bots.report_cli import report_command
         return report_command(settings, args.first, args.last, args.out)
     if args.command == "staff":
         from bots.staff_cli import main as staff

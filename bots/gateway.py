@@ -17,7 +17,6 @@ from bots.intake import IntakeBot
 from bots.limits import FloodLimits, Limits
 from bots.pipeline import Pipeline
 from bots.staff import StaffBot, StaffSetup
-from bots.texts import Texts
 from cases.calendar import WorkingCalendar
 from cases.filing import CaseDesk
 from cases.policy import Policy
@@ -28,6 +27,7 @@ from channels.outbox import OutboxWorker
 from channels.webapp import WebServer, build_app, serve
 from normalizer.media import MediaLimits
 from normalizer.messages import utcnow
+from normalizer.texts import Texts
 from portal import PortalContext, portal_routes
 from replies.agency_bot import AgencyLoop
 from store.database import Database

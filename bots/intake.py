@@ -9,17 +9,16 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any, Callable
 
-from bots.base import Delivery, reply
 from bots.draft import Problem, absorb, missing
-from bots.texts import Texts, display_phone
 from cases.duplicates import handle_possible_duplicate
 from cases.filing import CaseDesk
 from cases.info_answer import attach_answer
 from cases.policy import Policy
-from normalizer.messages import Button, Inbound, Outbound, utcnow
+from normalizer.messages import Button, Delivery, Inbound, Outbound, reply, utcnow
 from normalizer.phones import parse_phone
 from normalizer.signals import Command, parse_command
 from normalizer.text import fold, has_diacritics
+from normalizer.texts import Texts, display_phone
 from normalizer.understand import Understanding, understand
 from replies.deliver import citizen_feedback
 from store.models import Conversation, Draft, Place

@@ -18,9 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from bots.base import Delivery, reply
-from bots.texts import Texts
-from normalizer.messages import Inbound, Outbound
+from normalizer.messages import Delivery, Inbound, Outbound, reply
+from normalizer.texts import Texts
 from store.repos import Store
 
 

@@ -25,11 +25,11 @@ from pymongo.errors import PyMongoError
 
 from bots.base import Bot
 from bots.limits import Limits
-from bots.texts import Texts
 from channels.base import Channel, EventSink
 from channels.work_queue import WorkQueue, run_worker
 from normalizer.media import MediaLimits, resolve_media
 from normalizer.messages import Inbound
+from normalizer.texts import Texts
 from store.conversations import ConversationBuffer, conversation_id
 from store.database import Database
 from store.errors import conflict, describe, unavailable

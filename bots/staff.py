@@ -1,6 +1,6 @@
 """IOC staff commands: one parser and one console for both front ends, and the Telegram bot.
 
-`parse` turns `/reject PA-2026-000001 incomplete` into a `cases.commands.Request`;
+`parse` turns `/reject PA-2026-000001 incomplete` into a `bots.staff_commands.Request`;
 `StaffConsole.run` checks the author is a configured member (else 'not authorised', logged),
 runs the command and returns its `Result`; `render` turns it into text. The gateway routes
 Telegram messages from the staff group and from members' private chats to `StaffBot` (given
@@ -15,14 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Callable
 
-from bots.base import Delivery, reply
-from bots.texts import Texts
-from cases.commands import Context, Request, Result, execute, stranger
+from bots.staff_commands import Context, Request, Result, execute, stranger
+from bots.staff_views import staff_alerts
 from cases.policy import Policy
 from cases.staff_roles import Member, Roster
-from cases.staff_views import staff_alerts
-from normalizer.messages import Button, Inbound, Outbound, utcnow
+from normalizer.messages import Button, Delivery, Inbound, Outbound, reply, utcnow
 from normalizer.text import fold
+from normalizer.texts import Texts
 from replies.loop import Loop
 from store.repos import Store
 

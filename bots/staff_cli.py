@@ -17,10 +17,10 @@ from datetime import datetime
 from typing import AsyncIterator, Callable, TextIO
 
 from bots.staff import StaffConsole, render
-from bots.texts import Texts
 from cases.policy import Policy, PolicyError, load_policy
 from cases.staff_roles import Roster, StaffFileError, load_roster
 from normalizer.messages import utcnow
+from normalizer.texts import Texts
 from replies.loop import Loop, make_loop
 from settings import Settings
 from store.database import Database, DatabaseUnavailable, connect

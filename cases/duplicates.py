@@ -14,14 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import pairwise
 
-from bots.base import Delivery
-from bots.texts import Texts
 from cases.filing import CaseDesk
 from cases.lifecycle import CITIZEN, IOC, OPEN_STATES, Actor
 from cases.policy import Policy
 from normalizer.classify import classify
-from normalizer.messages import Outbound
+from normalizer.messages import Delivery, Outbound
 from normalizer.text import fold
+from normalizer.texts import Texts
 from store.models import Conversation, DuplicateCandidate, HistoryEntry, Place, Reflection, Subscriber
 from store.repos import Store
 

@@ -15,21 +15,12 @@ import json
 import math
 import sqlite3
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from normalizer.places import Commune
 
 CSV_COLUMNS = ("code", "name", "province", "lat", "lon", "aliases")
 EARTH_RADIUS_KM = 6371.0088
-
-
-@dataclass(frozen=True)
-class Commune:
-    code: str  # official code of the commune/ward
-    name: str  # with its kind, as written officially: "Phường Tân Phú", "Xã Tân Lập"
-    province: str  # "Tỉnh Đồng Nai"
-    lat: float | None = None  # approximate centre
-    lon: float | None = None
-    aliases: tuple[str, ...] = field(default=())  # former names, pre-2025 district names…
 
 
 def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

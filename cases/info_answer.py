@@ -1,6 +1,6 @@
 """A citizen's answer to the IOC's request for more information (`/ask`, once per case).
 
-`cases.commands.request_info` calls `await_answer` once the request is queued: each
+`bots.staff_commands.request_info` calls `await_answer` once the request is queued: each
 subscriber's conversation remembers the case (`info_for`), as a result awaiting a rating
 does. The intake calls `attach_answer` when such a citizen writes with no report in progress:
 their words and photos are added to that case (an audit entry and its photos) instead of
@@ -8,9 +8,9 @@ starting a new report, and they are told which case received them. One message a
 """
 from __future__ import annotations
 
-from bots.texts import Texts
 from cases.lifecycle import CITIZEN, OPEN_STATES, TransitionError
 from normalizer.messages import Inbound
+from normalizer.texts import Texts
 from store.models import Conversation, HistoryEntry, Reflection
 from store.repos import Store
 

@@ -16,11 +16,11 @@ from typing import Callable
 
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from bots.texts import Texts
 from cases.calendar import WorkingCalendar
 from cases.policy import Policy
 from cases.reports import KINDS, Report, build_report, last_complete, policy_names
 from normalizer.messages import Outbound, utcnow
+from normalizer.texts import Texts
 from store.database import Database
 from store.repos import Store, unit_of_work
 

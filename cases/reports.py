@@ -1,7 +1,7 @@
 """Periodic and on-demand case statistics, computed by aggregation pipelines on the server.
 
 `run_bots.py report` and the scheduler's periodic summary (`cases.report_mail`) call
-`build_report`; the exports in `cases.report_export` turn a `Report` into XLSX, CSV and PNG.
+`build_report`; the exports in `bots.report_cli` turn a `Report` into XLSX, CSV and PNG.
 The pipelines themselves are in `store.reports`; this module says what the counts mean.
 
 A report covers the cases *received* in the period `[start, end)` (their state as of now):

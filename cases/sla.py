@@ -21,12 +21,12 @@ from datetime import datetime
 
 from pymongo.errors import OperationFailure, PyMongoError
 
-from bots.texts import Texts
 from cases import deadlines
 from cases.calendar import WorkingCalendar
 from cases.lifecycle import OPEN_STATES
 from cases.policy import Policy
 from normalizer.messages import Outbound
+from normalizer.texts import Texts
 from store.database import Database
 from store.models import HistoryEntry, Reflection
 from store.repos import Store, unit_of_work

@@ -2,7 +2,7 @@
 
 `run_bots.py` and the staff CLI call `load_roster` once at start-up; the staff bot looks a
 Telegram author up by user id, the CLI by `--as` (member id or e-mail). Membership is
-configured, never inferred from a display name. `cases.commands` asks `can_open` and
+configured, never inferred from a display name. `bots.staff_commands` asks `can_open` and
 `sees_personal_data` before it shows or changes a case.
 """
 from __future__ import annotations

@@ -13,9 +13,9 @@ import uuid
 from pathlib import Path
 from typing import Any, TextIO
 
-from bots.texts import Texts
 from channels.base import EventSink
 from normalizer.messages import Contact, GeoPoint, Inbound, MediaRef, Outbound
+from normalizer.texts import Texts
 
 SENDER = "console-user"
 

@@ -23,13 +23,13 @@ import aiosmtplib
 from aioimaplib import aioimaplib
 from PIL import Image, UnidentifiedImageError
 
-from bots.texts import Texts
 from channels import email_parse
 from channels.base import EventSink, PermanentFailure, RetryLater, Unreachable
 from channels.email_envelope import failure_reason
 from channels.email_intake import MailIntake
 from channels.email_oversize import Fetch
 from normalizer.messages import Inbound, MediaRef, Outbound
+from normalizer.texts import Texts
 from store.database import Database
 from store.errors import describe
 from store.media import MediaStore

@@ -42,7 +42,7 @@ from channels.base import (
 )
 from channels.facebook_items import event_id, item_time, problem, psid, read, stand_in
 from channels.http_media import download_capped
-from channels.telegram import split_text
+from channels.text_split import split_text
 from channels.webapp import NotReady, WebhookRejected, WebhookRoute, unstorable
 from normalizer.messages import Inbound, MediaRef, Outbound, utcnow
 from store.database import Database

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Awaitable, Callable
 
-from bots.texts import Texts
 from channels.base import Channel
+from normalizer.texts import Texts
 from settings import Settings
 
 MediaLoader = Callable[[str], Awaitable[bytes]]

@@ -50,6 +50,7 @@ from telegram.error import (
 
 from channels.base import EventSink, PermanentFailure, RetryLater, Unreachable
 from channels.telegram_http import AiohttpRequest
+from channels.text_split import split_text
 from channels.webapp import NotReady, WebhookRejected, WebhookRoute
 from normalizer.media import MediaRejected
 from normalizer.messages import Contact, GeoPoint, Inbound, MediaRef, Outbound, utcnow
@@ -288,7 +289,7 @@ class TelegramChannel:
         the last message so it stays under the reader's thumb.
         """
         chat_id = int(address)
-        chunks = split_text(message.text)
+        chunks = split_text(message.text, MAX_TEXT)
         markup = self._markup(message, private=chat_id > 0)
         try:
             await self._bot.initialize()
@@ -381,31 +382,3 @@ def _name(user: User | None) -> str | None:
 def _context(user: User | None) -> dict[str, str]:
     """Who wrote it: the chat is the address, but in the staff group people differ."""
     return {"user_id": str(user.id)} if user else {}
-
-
-def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
-    """Cut `text` into parts Telegram accepts: at a blank line, else a line end, else a
-    space, else (one huge word) mid-word. Called by `send`; empty text gives no part."""
-    parts: list[str] = []
-    rest = text.strip()
-    while _utf16_len(rest) > limit:
-        window = _utf16_prefix(rest, limit)
-        cut = next((i for i in (window.rfind(s) for s in ("\n\n", "\n", " ")) if i > 0),
-                   len(window))
-        parts.append(rest[:cut].rstrip())
-        rest = rest[cut:].lstrip()
-    return parts + [rest] if rest else parts
-
-
-def _utf16_len(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
-
-
-def _utf16_prefix(text: str, limit: int) -> str:
-    """The longest prefix of `text` that is at most `limit` UTF-16 code units."""
-    units = 0
-    for i, char in enumerate(text):
-        units += 2 if ord(char) > 0xFFFF else 1
-        if units > limit:
-            return text[:i]
-    return text

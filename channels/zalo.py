@@ -29,14 +29,14 @@ from typing import Any
 import httpx
 from starlette.routing import Route
 
-from bots.texts import Texts
 from channels.base import EventSink, PermanentFailure, RetryLater, WindowClosed
 from channels.http_media import download_capped
 from channels.maplinks import point_from_links
-from channels.telegram import split_text
+from channels.text_split import split_text
 from channels.webapp import NotReady, WebhookRejected, WebhookRoute
 from channels.zalo_client import ZaloClient, ZaloError, ZaloTokens
 from normalizer.messages import GeoPoint, Inbound, MediaRef, Outbound, utcnow
+from normalizer.texts import Texts
 from store.database import Database
 from store.repos import Store
 from store.tokens import TokenStore

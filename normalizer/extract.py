@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 from itertools import pairwise
 
-from cases.gazetteer import Commune
+from normalizer.places import Commune
 from normalizer.text import (
     clean,
     expand_abbreviations,

@@ -9,11 +9,11 @@ import io
 import logging
 import warnings
 from dataclasses import dataclass
+from typing import Protocol
 
 from PIL import Image, UnidentifiedImageError
 
 from normalizer.messages import GeoPoint, Inbound, Photo
-from store.media import MediaStore
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,14 @@ def _dms(values: tuple[float, float, float], ref: str) -> float:
     return -deg if ref in ("S", "W") else deg
 
 
-async def resolve_media(inbound: Inbound, fetch, store: MediaStore, limits: MediaLimits,
+class MediaSaver(Protocol):
+    """Where `resolve_media` keeps a photo (`store.media.MediaStore`); returns its file id."""
+
+    async def save(self, data: bytes, *, content_type: str, filename: str,
+                   metadata: dict[str, object] | None = None) -> str: ...
+
+
+async def resolve_media(inbound: Inbound, fetch, store: MediaSaver, limits: MediaLimits,
                         already: int = 0) -> Inbound:
     """Fetch each `MediaRef` through the channel, keep the real images, note the rest;
     `already` photos are in the report being written (the pipeline counts them)."""

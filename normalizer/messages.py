@@ -6,6 +6,7 @@ hands back to the same channel's `send`. Nothing platform-specific crosses this 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Literal
 
@@ -82,3 +83,17 @@ class Outbound(BaseModel):
     ask_contact: bool = False  # offer a "share phone" button where possible
     context: dict[str, str] = {}  # e.g. subject / In-Reply-To for e-mail threads
     kind: str = "reply"  # reply | result | reminder | notice: lets channels pick message tags
+
+
+@dataclass(frozen=True)
+class Delivery:
+    channel: str
+    address: str
+    message: Outbound
+
+
+def reply(inbound: Inbound, message: Outbound) -> Delivery:
+    """Answer the sender on the channel the message came from, keeping its thread context."""
+    if inbound.context and not message.context:
+        message = message.model_copy(update={"context": dict(inbound.context)})
+    return Delivery(inbound.channel, inbound.sender, message)

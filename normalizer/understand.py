@@ -12,10 +12,10 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from cases.gazetteer import Commune
 from normalizer.classify import classify
 from normalizer.extract import extract_address, match_commune, name_span
 from normalizer.phones import phone_spans
+from normalizer.places import Commune
 from normalizer.signals import abusive, emergency, language, out_of_scope
 from normalizer.text import (
     clean,

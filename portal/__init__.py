@@ -4,6 +4,7 @@
 the portal is served by the same web app as the webhooks. Every page and API answer is built
 from `portal.public`, the one place that decides what the public may see.
 """
-from portal.web import PortalContext, portal_routes
+from portal.context import PortalContext
+from portal.web import portal_routes
 
 __all__ = ["PortalContext", "portal_routes"]

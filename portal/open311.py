@@ -25,7 +25,7 @@ from starlette.routing import BaseRoute, Route
 
 from normalizer.phones import parse_phone
 from portal import public
-from portal.web import PortalContext
+from portal.context import PortalContext
 from store.models import Conversation, Draft, Place, Subscriber
 from store.public import PublicQuery
 from store.repos import unit_of_work

@@ -6,10 +6,8 @@ and the photos of public cases. No JavaScript: it loads fast on a phone and work
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -19,13 +17,9 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from cases.filing import CaseDesk
-from cases.policy import Policy
-from normalizer.messages import utcnow
 from portal import public
+from portal.context import PortalContext
 from portal.mapplot import plot
-from store.database import Database
-from store.media import MediaStore
 from store.public import PublicQuery
 
 HERE = Path(__file__).resolve().parent
@@ -35,20 +29,6 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
                                "base-uri 'none'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
-
-
-@dataclass
-class PortalContext:
-    """What the public routes need from the gateway."""
-    database: Database
-    policy: Policy
-    desk: CaseDesk
-    clock: Callable[[], datetime] = utcnow
-    open311_api_key: str | None = None  # None: filing through Open311 is off
-
-    @property
-    def media(self) -> MediaStore:
-        return MediaStore(self.database)
 
 
 def environment() -> Environment:

@@ -12,13 +12,12 @@ import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
-from bots.base import Delivery, reply
-from bots.texts import Texts
 from cases.lifecycle import LEADER, OFFICER, SYSTEM, Actor, note
 from cases.policy import Policy
 from channels import email_parse
 from channels.base import Channel
-from normalizer.messages import Inbound, Outbound
+from normalizer.messages import Delivery, Inbound, Outbound, reply
+from normalizer.texts import Texts
 from replies import approval
 from replies.deliver import fall_back
 from replies.forward import forward_pending

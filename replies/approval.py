@@ -1,7 +1,7 @@
 """What an agency's answer does to its case: result, return, more time, leader's decision.
 
 `replies.agency_bot.AgencyBot` calls these for e-mail replies; staff commands (`bots/staff.py`,
-`cases/commands.py`) call `approve` and `send_back` for leaders and IOC supervisors who act
+`bots/staff_commands.py`) call `approve` and `send_back` for leaders and IOC supervisors who act
 in chat. All run inside the caller's transaction and queue their e-mails in the outbox.
 """
 from __future__ import annotations

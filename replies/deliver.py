@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from bots.texts import Texts
 from cases.lifecycle import CITIZEN, SYSTEM, Actor, note, transition
 from normalizer.messages import Button, Inbound, Outbound
 from normalizer.signals import Command
+from normalizer.texts import Texts
 from replies.loop import EMAIL, Loop
 from store.media import MediaStore
 from store.models import Conversation, OutboxItem, Person, Reflection, Subscriber

@@ -17,10 +17,10 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
-from bots.texts import Texts
 from cases.calendar import WorkingCalendar
 from cases.policy import Agency, Policy
 from normalizer.messages import Outbound
+from normalizer.texts import Texts
 from replies.tokens import Tokens
 from store.models import Reflection
 from store.repos import Store

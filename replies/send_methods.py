@@ -9,8 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Protocol
 
-from bots.texts import display_phone
 from cases.policy import Agency
+from normalizer.texts import display_phone
 from replies.loop import Loop, local_time, queue_mail
 from replies.tokens import RESULT
 from store.models import Reflection

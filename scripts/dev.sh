@@ -2,7 +2,7 @@
 # The README's two set-up commands:
 #   bash scripts/dev.sh run    install the gateway and run it (embedded database, console channel)
 #   bash scripts/dev.sh test   install what the tests need (Debian + PyPI), lint and type-check
-#                              (ruff, mypy), then run the tests
+#                              (ruff, mypy, import-linter), then run the tests
 # Works on a fresh Debian machine with Python 3.11; extra arguments go to run_bots.py / pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +43,8 @@ case "${1:-}" in
         "$VENV/bin/ruff" check .
         echo "dev.sh: mypy (type check of the files listed in pyproject.toml)" >&2
         "$VENV/bin/mypy"
+        echo "dev.sh: lint-imports (the layer order in .importlinter, written in the README)" >&2
+        "$VENV/bin/lint-imports" --no-cache
         exec "$VENV/bin/python" -m pytest "$@"
         ;;
     *)

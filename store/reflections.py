@@ -128,7 +128,7 @@ class ReflectionRepo(Repo):
                 "id": plain(candidate_id), "status": "candidate"}}}, update, session=self.s)
         return result.matched_count == 1
 
-    # --- staff console (cases.commands, cases.staff_views) ---------------------------------
+    # --- staff console (bots.staff_commands, bots.staff_views) ---------------------------------
     async def query(self, filters: dict[str, str | bool], page: int, per_page: int,
                     states: Sequence[str]) -> tuple[list[Reflection], int]:
         """One page of the staff queue (urgent first, then oldest) and the number of matches.

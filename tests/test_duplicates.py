@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from bots.texts import Texts
 from cases.duplicates import DuplicateError, confirm_duplicate, handle_possible_duplicate, similarity, split_duplicate
 from cases.filing import CaseDesk
 from cases.lifecycle import CITIZEN, OPERATOR, SYSTEM, Actor, transition
 from cases.policy import load_policy
+from normalizer.texts import Texts
 from store.models import Conversation, Draft, Place, Reflection
 from store.repos import Store, unit_of_work
 from tests.chat import stored_case

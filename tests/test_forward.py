@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from bots.texts import Texts
 from cases.lifecycle import LEADER, OFFICER, SYSTEM, Actor, transition
 from normalizer.messages import Inbound, Outbound
 from normalizer.signals import parse_command
+from normalizer.texts import Texts
 from replies import approval
 from replies.deliver import citizen_feedback, fall_back
 from replies.forward import forward_pending

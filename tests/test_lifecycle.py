@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from bots.texts import Texts
 from cases.calendar import WorkingCalendar
 from cases.lifecycle import (
     CITIZEN,
@@ -23,6 +22,7 @@ from cases.lifecycle import (
 )
 from cases.policy import load_policy
 from cases.sla import SlaSettings, sla_pass
+from normalizer.texts import Texts
 from store.models import Reflection
 from store.repos import Store
 from tests.chat import stored_case

@@ -21,13 +21,13 @@ from PIL import Image
 from bench.gateway_proc import SECRET, TOKEN, WEBHOOK_PATH, WEBHOOK_URL
 from bots.gateway import Gateway
 from bots.limits import FloodLimits
-from bots.texts import Texts
 from channels.facebook import FacebookChannel
 from channels.replay import ReplayChannel
 from channels.telegram import TelegramChannel
 from channels.webapp import build_app
 from channels.zalo import ZaloChannel
 from normalizer.media import MediaLimits, MediaRejected, inspect_image
+from normalizer.texts import Texts
 from store.database import Database
 from store.repos import Store
 from tests.chat import CHANNELS, IMAGES, Citizen, Clock, quang_nam

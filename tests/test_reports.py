@@ -22,10 +22,9 @@ from zoneinfo import ZoneInfo
 
 from openpyxl import load_workbook
 
-from bots.texts import Texts
+from bots.report_cli import export_report
 from cases.calendar import WorkingCalendar
 from cases.policy import load_policy
-from cases.report_export import export_report
 from cases.report_mail import send_due_summaries
 from cases.reports import (
     Report,
@@ -36,6 +35,7 @@ from cases.reports import (
     policy_names,
     stamp_handling_hours,
 )
+from normalizer.texts import Texts
 from store.models import Place, Reflection
 from store.reports import Row
 from store.repos import Store

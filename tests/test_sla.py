@@ -5,12 +5,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from bots.texts import Texts
 from cases.calendar import WorkingCalendar
 from cases.filing import CaseDesk
 from cases.lifecycle import LEADER, OFFICER, OPEN_STATES, SYSTEM, Actor, transition
 from cases.policy import Policy, load_policy
 from cases.sla import SlaSettings, sla_pass
+from normalizer.texts import Texts
 from store.database import connect
 from store.models import Conversation, Draft, HistoryEntry, Place, Reflection, Subscriber
 from store.repos import Store

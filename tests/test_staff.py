@@ -12,11 +12,11 @@ from typing import Awaitable, Callable
 
 import pytest
 
+from bots import staff_commands as commands
 from bots.gateway import Gateway
 from bots.staff import StaffSetup
 from bots.staff_cli import main, run_cli
-from cases import commands
-from cases.commands import Context, Request
+from bots.staff_commands import Context, Request
 from cases.staff_roles import Member, Roster, StaffFileError, load_roster
 from channels.replay import ReplayChannel
 from settings import Settings

@@ -14,10 +14,10 @@ import pytest
 from bots.gateway import Gateway
 from bots.staff import StaffSetup
 from bots.staff_cli import run_cli
-from bots.texts import Texts
 from cases.lifecycle import SYSTEM, Actor, transition
 from channels.replay import ReplayChannel
 from normalizer.messages import utcnow
+from normalizer.texts import Texts
 from replies.loop import make_loop
 from store.repos import Store, unit_of_work
 from tests.chat import CHANNELS, IMAGES, Citizen, Clock, quang_nam

@@ -12,7 +12,8 @@ import pytest
 from telegram.error import InvalidToken
 
 from channels.base import PermanentFailure, RetryLater, Unreachable
-from channels.telegram import MAX_TEXT, TelegramChannel, split_text
+from channels.telegram import MAX_TEXT, TelegramChannel
+from channels.text_split import split_text
 from channels.webapp import build_app
 from normalizer.media import MediaRejected
 from normalizer.messages import Button, Contact, GeoPoint, Inbound, MediaRef, Outbound
@@ -355,11 +356,11 @@ def test_split_text_prefers_paragraphs_then_lines_then_words() -> None:
     assert split_text(para + "\n" + "b" * 80, limit=120) == [para.strip(), "b" * 80]
     assert split_text("x" * 60 + "\n" + "y" * 60, limit=100) == ["x" * 60, "y" * 60]
     assert split_text("w" * 250, limit=100) == ["w" * 100, "w" * 100, "w" * 50]
-    assert split_text("") == [] and split_text("ngắn") == ["ngắn"]
+    assert split_text("", MAX_TEXT) == [] and split_text("ngắn", MAX_TEXT) == ["ngắn"]
 
 
 def test_split_text_counts_utf16_units() -> None:
-    parts = split_text("🚧" * 3000)  # each emoji is two UTF-16 units
+    parts = split_text("🚧" * 3000, MAX_TEXT)  # each emoji is two UTF-16 units
     assert [len(p) for p in parts] == [2048, 952]
 
 

@@ -4,7 +4,7 @@
 both render the returned `Result` with the same templates, so neither front end holds
 business rules. Every change of a case goes through `cases.lifecycle` (transition, note,
 set_hidden), a version-checked `ReflectionRepo.amend`, or the functions the e-mail path
-uses (`cases.staff_loop`: results, approval, publication, return, duplicates), so the staff
+uses (`bots.staff_loop`: results, approval, publication, return, duplicates), so the staff
 member's identity lands in the case's history and two staff acting at once cannot both win.
 Messages to the citizen (refusal with guidance, request for information) are queued in the
 outbox under keys derived from the case, so a retried command never sends them twice.
@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Awaitable, Callable
 
-from bots.texts import Texts
 from cases.info_answer import await_answer
 from cases.lifecycle import IOC, LEADER, OFFICER, OPEN_STATES, TransitionError, allowed, note, set_hidden, transition
 from cases.policy import Policy
 from cases.routing import route
 from cases.staff_roles import ROLES, Member, can_open
 from normalizer.messages import Outbound
+from normalizer.texts import Texts
 from replies.forward import forward_case
 from replies.loop import Loop
 from store.models import AuditEntry, HistoryEntry, Reflection
@@ -281,4 +281,4 @@ async def show_help(ctx: Context, req: Request) -> Result:
                                  "only": req.text if req.text in commands else None})
 
 
-from cases import staff_loop, staff_views  # noqa: E402,F401 - register the agency-loop and read-only commands
+from bots import staff_loop, staff_views  # noqa: E402,F401 - register the agency-loop and read-only commands

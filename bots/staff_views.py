@@ -1,6 +1,6 @@
 """The read-only staff commands (queue, show, stats) and the alerts pushed to the staff chat.
 
-Registered into `cases.commands` (which imports this module), so both front ends reach them
+Registered into `bots.staff_commands` (which imports this module), so both front ends reach them
 through `execute`. Views hand plain values to the `staff_*` templates; what a role may see
 (other agencies' cases, the reporter's personal data) is decided here, not in the templates.
 `staff_alerts` is called by the gateway's scheduler pass.
@@ -13,13 +13,12 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from bots.base import Delivery
-from bots.texts import Texts
-from cases.commands import Context, Refusal, Request, Result, command, load_case
+from bots.staff_commands import Context, Refusal, Request, Result, command, load_case
 from cases.lifecycle import OPEN_STATES, STATES, SYSTEM, Actor, note
 from cases.policy import Policy
 from cases.staff_roles import AGENCY_ROLES, ROLES, sees_personal_data
-from normalizer.messages import Outbound
+from normalizer.messages import Delivery, Outbound
+from normalizer.texts import Texts
 from store.models import DuplicateCandidate, Reflection
 from store.repos import Store
 

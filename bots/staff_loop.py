@@ -1,6 +1,6 @@
 """The staff commands of the agency loop: results, approval, publication, return, duplicates.
 
-Registered into `cases.commands` (which imports this module), so both front ends reach them
+Registered into `bots.staff_commands` (which imports this module), so both front ends reach them
 through `execute`. They do what the e-mail path does, through the same functions:
 `replies.approval` (a result goes to the leader for approval, or straight to the citizen where
 the policy needs none; an approved, or edited and approved, result reaches every subscriber in
@@ -10,7 +10,7 @@ goes back to the IOC, which is told by e-mail), `replies.deliver.publish`, and
 """
 from __future__ import annotations
 
-from cases.commands import Context, Refusal, Request, Result, command, done, load_case, step
+from bots.staff_commands import Context, Refusal, Request, Result, command, done, load_case, step
 from cases.duplicates import DuplicateError, confirm_duplicate, split_duplicate
 from cases.filing import CaseDesk
 from cases.lifecycle import IOC, LEADER, OFFICER, SUPERVISOR
