@@ -32,6 +32,7 @@ from portal import PortalContext, portal_routes
 from replies.agency_bot import AgencyLoop
 from store.database import Database
 from store.media import MediaStore
+from store.outbox_keys import Kind, outbox_key
 from store.repos import unit_of_work
 from store.sessions import SessionPool
 
@@ -52,9 +53,8 @@ class Gateway:
                  flood: FloodLimits = FloodLimits()) -> None:
         self.database, self.policy, self.channels = database, policy, dict(channels)
         self.texts = texts or Texts()
-        for channel in self.channels.values():  # optional hook: channels keeping state (tokens)
-            if hasattr(channel, "bind"):
-                channel.bind(database)
+        for channel in self.channels.values():  # channels keeping state of their own (tokens, raw mail)
+            channel.bind(database)
         self.clock = clock
         self.media = MediaStore(database)
         self.desk = CaseDesk(policy)
@@ -90,7 +90,7 @@ class Gateway:
             await channel.start(self.pipeline.sink(name))
             log.info("channel %s started", name)
         if self.web_address is not None:
-            routes = [r for ch in self.channels.values() for r in getattr(ch, "routes", list)()]
+            routes = [r for ch in self.channels.values() for r in ch.routes()]
             app = build_app(routes, self.health, max_body_bytes=self.max_body_bytes, extra_routes=portal_routes(
                 PortalContext(self.database, self.policy, self.desk, self.clock, self.open311_api_key)))
             self.web = await serve(app, *self.web_address)
@@ -126,7 +126,7 @@ class Gateway:
         await self.agency.tick()  # forward routed cases to their agencies (replies/forward.py)
         async with unit_of_work(self.database) as store:
             for d in await self.intake.expire(store):
-                await store.outbox.enqueue(f"expire:{d.channel}:{d.address}:{self.clock():%Y%m%d%H%M}",
+                await store.outbox.enqueue(outbox_key(Kind.EXPIRE, d.channel, d.address, f"{self.clock():%Y%m%d%H%M}"),
                                            d.channel, d.address, d.message)
             if self.staff is not None:  # new urgent and late cases, pushed once to the staff chat
                 await self.staff.alerts(store)

@@ -21,6 +21,7 @@ from normalizer.text import fold, has_diacritics
 from normalizer.texts import Texts, display_phone
 from normalizer.understand import Understanding, understand
 from replies.deliver import citizen_feedback
+from store.conversations import conversation_id
 from store.models import Conversation, Draft, Place
 from store.repos import Store
 
@@ -58,7 +59,7 @@ class IntakeBot:
             draft.name_offered, draft.phone_offered = known.name, known.phone
         elif inbound.profile_name:
             draft.name_offered = inbound.profile_name
-        conv = Conversation(_id=f"{inbound.channel}:{inbound.sender}", channel=inbound.channel,
+        conv = Conversation(_id=conversation_id(inbound.channel, inbound.sender), channel=inbound.channel,
                             sender=inbound.sender, draft=draft)
         return conv, True
 

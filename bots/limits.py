@@ -20,6 +20,7 @@ from datetime import datetime
 
 from normalizer.messages import Delivery, Inbound, Outbound, reply
 from normalizer.texts import Texts
+from store.conversations import conversation_id
 from store.repos import Store
 
 
@@ -77,7 +78,7 @@ class Limits:
             return Verdict("throttled", notice)
         turns, language = await store.conversations.count_turn(inbound.channel, inbound.sender)
         if turns > self.limits.max_turns:
-            await store.conversations.delete(f"{inbound.channel}:{inbound.sender}")
+            await store.conversations.delete(conversation_id(inbound.channel, inbound.sender))
             return Verdict("too_long", [self._notice(inbound, "too_long", language)])
         return None
 

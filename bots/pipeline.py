@@ -37,7 +37,8 @@ from store.group_commit import GroupCommit
 from store.inbound import UNFINISHED
 from store.media import MediaStore
 from store.models import InboundRecord, OutboxItem
-from store.repos import Store, reply_prefix, unit_of_work
+from store.outbox_keys import reply_prefix
+from store.repos import Store, unit_of_work
 from store.sessions import OwnSession
 
 log = logging.getLogger(__name__)
@@ -144,8 +145,8 @@ class Pipeline:
         return record, inbound
 
     async def _skip(self, channel: Channel, record: InboundRecord) -> None:
-        status, reason = getattr(channel, "skip_reason", lambda _: ("ignored", None))(record.payload)
-        bounced = getattr(channel, "undeliverable", lambda _: None)(record.payload)
+        status, reason = channel.skip_reason(record.payload)
+        bounced = channel.undeliverable(record.payload)
         if bounced:
             await Store(self.database).citizens.mark_unreachable(record.channel, bounced)
             log.info("%s: %s is undeliverable", record.channel, bounced)

@@ -26,6 +26,7 @@ from normalizer.texts import Texts
 from replies.forward import forward_case
 from replies.loop import Loop
 from store.models import AuditEntry, HistoryEntry, Reflection
+from store.outbox_keys import Kind, outbox_key
 from store.repos import Store
 
 CASE_ROLES = (*IOC, OFFICER, LEADER)
@@ -159,7 +160,7 @@ async def tell_citizen(ctx: Context, reflection: Reflection, key: str, template:
     """Queue a templated message to every subscriber of the case; returns how many."""
     for n, sub in enumerate(reflection.subscribers):
         text = ctx.texts.render(template, sub.language, code=reflection.code, **values)
-        await ctx.store.outbox.enqueue(f"staff:{reflection.code}:{key}:{n}", sub.channel, sub.address,
+        await ctx.store.outbox.enqueue(outbox_key(Kind.STAFF, reflection.code, key, n), sub.channel, sub.address,
                                        Outbound(text=text, context=sub.context, kind="notice"))
     return len(reflection.subscribers)
 

@@ -17,6 +17,7 @@ from cases.lifecycle import IOC, LEADER, OFFICER, SUPERVISOR
 from replies import approval
 from replies.deliver import publish
 from store.models import DuplicateCandidate, Reflection
+from store.outbox_keys import Kind, outbox_key
 
 APPROVERS = (LEADER, SUPERVISOR)
 
@@ -93,7 +94,8 @@ async def split(ctx: Context, req: Request) -> Result:
     candidate = _undecided(r, req.candidate)
     new, told = await split_duplicate(ctx.store, CaseDesk(ctx.policy), ctx.texts, r, candidate.id,
                                       ctx.member.actor, ctx.now)
-    await ctx.store.outbox.enqueue(f"staff:{r.code}:split:{candidate.id}", told.channel, told.address, told.message)
+    await ctx.store.outbox.enqueue(outbox_key(Kind.STAFF, r.code, "split", candidate.id),
+                                   told.channel, told.address, told.message)
     return done(req, r, candidate=candidate.id, new_code=new.code)
 
 

@@ -20,6 +20,7 @@ from cases.staff_roles import AGENCY_ROLES, ROLES, sees_personal_data
 from normalizer.messages import Delivery, Outbound
 from normalizer.texts import Texts
 from store.models import DuplicateCandidate, Reflection
+from store.outbox_keys import Kind, OutboxKey, outbox_key
 from store.repos import Store
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -162,21 +163,21 @@ async def staff_alerts(store: Store, policy: Policy, now: datetime, *, texts: Te
             text = texts.render("staff_alert", "vi", kind=flag, **summary(policy, r))
             message = Outbound(text=text, kind="notice")
             await note(store, r, actor, f"staff_alert_{flag}", f"{chat[0]}:{chat[1]}")
-            await store.outbox.enqueue(f"staff-alert:{r.code}:{flag}", chat[0], chat[1], message)
+            await store.outbox.enqueue(outbox_key(Kind.STAFF_ALERT, r.code, flag), chat[0], chat[1], message)
             out.append(Delivery(chat[0], chat[1], message))
     for item in await store.outbox.take_undelivered():
-        if item.id.startswith("staff-"):
+        if (key := OutboxKey.parse(item.id)) is not None and key.to_staff:
             continue  # a staff notice that failed must not raise another one (no loop)
         text = texts.render("staff_undelivered", "vi", channel=item.channel, address=item.address,
                             error=item.last_error, snippet=item.message.text[:200])
         message = Outbound(text=text, kind="notice")
-        await store.outbox.enqueue(f"staff-undelivered:{item.id}", chat[0], chat[1], message)
+        await store.outbox.enqueue(outbox_key(Kind.STAFF_UNDELIVERED, item.id), chat[0], chat[1], message)
         out.append(Delivery(chat[0], chat[1], message))
     for record in await store.inbound.take_failed():
         text = texts.render("staff_event_failed", "vi", channel=record.channel, sender=record.sender,
                             message_id=record.message_id[:80], attempts=max(record.attempts, 1),
                             reason=record.reason)
         message = Outbound(text=text, kind="notice")
-        await store.outbox.enqueue(f"staff-failed:{record.id}", chat[0], chat[1], message)
+        await store.outbox.enqueue(outbox_key(Kind.STAFF_FAILED, record.id), chat[0], chat[1], message)
         out.append(Delivery(chat[0], chat[1], message))
     return out

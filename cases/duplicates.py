@@ -21,6 +21,7 @@ from normalizer.classify import classify
 from normalizer.messages import Delivery, Outbound
 from normalizer.text import fold
 from normalizer.texts import Texts
+from store.conversations import conversation_id
 from store.models import Conversation, DuplicateCandidate, HistoryEntry, Place, Reflection, Subscriber
 from store.repos import Store
 
@@ -110,7 +111,7 @@ async def split_duplicate(store: Store, desk: CaseDesk, texts: Texts, existing: 
     candidate = next((c for c in existing.duplicate_candidates if c.id == candidate_id), None)
     if candidate is None or candidate.status != "candidate":
         raise DuplicateError(f"{existing.code}: no undecided duplicate {candidate_id}")
-    conv = Conversation(_id=f"{candidate.channel}:{candidate.sender}", channel=candidate.channel,
+    conv = Conversation(_id=conversation_id(candidate.channel, candidate.sender), channel=candidate.channel,
                         sender=candidate.sender, language=candidate.language, draft=candidate.draft,
                         context=candidate.context)
     new = await desk.file(store, conv, at)

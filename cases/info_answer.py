@@ -11,6 +11,7 @@ from __future__ import annotations
 from cases.lifecycle import CITIZEN, OPEN_STATES, TransitionError
 from normalizer.messages import Inbound
 from normalizer.texts import Texts
+from store.conversations import conversation_id
 from store.models import Conversation, HistoryEntry, Reflection
 from store.repos import Store
 
@@ -19,7 +20,7 @@ async def await_answer(store: Store, reflection: Reflection) -> None:
     """Mark every subscriber's conversation as owing `reflection` an answer."""
     for sub in reflection.subscribers:
         conv = await store.conversations.get(sub.channel, sub.address) or Conversation(
-            _id=f"{sub.channel}:{sub.address}", channel=sub.channel, sender=sub.address,
+            _id=conversation_id(sub.channel, sub.address), channel=sub.channel, sender=sub.address,
             stage="info", language=sub.language, context=dict(sub.context))
         conv.info_for = reflection.code
         await store.conversations.save(conv)

@@ -22,6 +22,7 @@ from cases.reports import KINDS, Report, build_report, last_complete, policy_nam
 from normalizer.messages import Outbound, utcnow
 from normalizer.texts import Texts
 from store.database import Database
+from store.outbox_keys import Kind, outbox_key
 from store.repos import Store, unit_of_work
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ async def send_due_summaries(database: Database, policy: Policy, calendar: Worki
             async with unit_of_work(database) as store:
                 keys = []
                 for address, message in _messages(policy, texts, kind, report, ioc_email):
-                    key = f"report:{run_id}:{address}"
+                    key = outbox_key(Kind.REPORT, run_id, address)
                     if await store.outbox.enqueue(key, "email", address, message):
                         keys.append(key)
                 await store.report_runs.record(run_id, now, report.total.received)

@@ -29,6 +29,7 @@ from normalizer.messages import Outbound
 from normalizer.texts import Texts
 from store.database import Database
 from store.models import HistoryEntry, Reflection
+from store.outbox_keys import Kind, outbox_key
 from store.repos import Store, unit_of_work
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,7 @@ async def _handle_case(store: Store, ctx: _Context, reflection: Reflection, now:
 async def _send(store: Store, ctx: _Context, reflection: Reflection, alert: Alert, now: datetime,
                 report: SlaReport) -> HistoryEntry:
     """Queue the alert's message(s); return its audit entry."""
-    key = f"sla:{reflection.code}:{reflection.sla_since:%Y%m%dT%H%M%SZ}:{alert.name}"
+    key = outbox_key(Kind.SLA, reflection.code, f"{reflection.sla_since:%Y%m%dT%H%M%SZ}", alert.name)
     if alert.kind == "citizen":
         for n, sub in enumerate(reflection.subscribers):
             text = ctx.texts.render("still_in_progress", sub.language, code=reflection.code,

@@ -1,14 +1,17 @@
 """What every transport offers the gateway, and how it reports a failed send.
 
-`run_bots.py` builds the enabled channels from the registry in `channels/__init__.py`;
+`bots/gateway.py` gets the enabled channels from the registry (`channels/registry.py`);
 the pipeline calls `parse` and `fetch_media` on stored raw events, the outbox worker
-calls `send`. Platform quirks are optional hooks here with harmless defaults.
+calls `send`. Platform quirks are hooks declared on `Channel` with harmless defaults.
 """
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable
+
+from starlette.routing import Route
 
 from normalizer.messages import Inbound, MediaRef, Outbound
+from store.database import Database
 
 
 class RawEvent(dict):
@@ -42,25 +45,46 @@ class PermanentFailure(SendError):
     """The platform refused the message for good (bad request, too big…)."""
 
 
-class Channel(Protocol):
-    name: str
+class Channel:
+    """The base of every transport: what the gateway, the pipeline and the outbox call.
+
+    A channel defines `name`, `send` and `parse`; every other operation is a hook with a
+    harmless default here, overridden only where the platform needs it. The registry
+    (`channels/registry.py`) builds each from its settings; one row per channel.
+    """
+
+    name: str = ""
+
+    def bind(self, database: Database) -> None:
+        """Called once by the gateway before `start`: keep what the channel stores itself
+        (tokens, raw mail); nothing by default."""
 
     async def start(self, sink: EventSink) -> None:
-        """Begin receiving (polling loop, IMAP reader, or nothing for webhooks)."""
+        """Begin receiving (polling loop, IMAP reader); webhooks need nothing here (`routes`)."""
 
-    async def stop(self) -> None: ...
+    async def stop(self) -> None:
+        """Stop receiving and close connections."""
+
+    def routes(self) -> list[Route]:
+        """Webhook endpoints for the shared web app; none by default."""
+        return []
 
     async def send(self, address: str, message: Outbound) -> str | None:
         """Deliver one message; return the platform's message id. Raise a SendError."""
+        raise NotImplementedError
 
     def parse(self, message_id: str, sender: str, payload: dict[str, Any]) -> Inbound | None:
-        """Turn a stored raw event into an Inbound; None for events we ignore."""
+        """Turn a stored raw event into an Inbound; None for events no bot is to see."""
+        raise NotImplementedError
 
     async def fetch_media(self, media: MediaRef) -> bytes:
         """Download an attachment referenced by `parse`."""
+        raise PermanentFailure(f"{self.name or type(self).__name__} has no media to fetch")
 
+    def skip_reason(self, payload: dict[str, Any]) -> tuple[str, str | None]:
+        """Why `parse` returned None: the event's final status and reason ("ignored" by default)."""
+        return "ignored", None
 
-# Optional hooks a channel may define (the pipeline uses defaults otherwise):
-#   skip_reason(payload) -> (status, reason)   why `parse` returned None ("ignored" by default)
-#   undeliverable(payload) -> address | None    a bounce: this address cannot be reached
-#   routes() -> list[Route]                     webhook endpoints for the shared web app
+    def undeliverable(self, payload: dict[str, Any]) -> str | None:
+        """For a bounce or an unsubscription: the address that can no longer be reached."""
+        return None

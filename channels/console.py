@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any, TextIO
 
-from channels.base import EventSink
+from channels.base import Channel, EventSink
 from normalizer.messages import Contact, GeoPoint, Inbound, MediaRef, Outbound
 from normalizer.texts import Texts
 
@@ -32,7 +32,7 @@ def parse_line(line: str) -> dict[str, Any]:
     return {"text": line.strip()}
 
 
-class ConsoleChannel:
+class ConsoleChannel(Channel):
     name = "console"
 
     def __init__(self, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout, *,

@@ -24,7 +24,7 @@ from aioimaplib import aioimaplib
 from PIL import Image, UnidentifiedImageError
 
 from channels import email_parse
-from channels.base import EventSink, PermanentFailure, RetryLater, Unreachable
+from channels.base import Channel, EventSink, PermanentFailure, RetryLater, Unreachable
 from channels.email_envelope import failure_reason
 from channels.email_intake import MailIntake
 from channels.email_oversize import Fetch
@@ -46,7 +46,7 @@ class ConnectionLost(ConnectionError):
     """The IMAP server closed the connection while a command was waiting."""
 
 
-class EmailChannel:
+class EmailChannel(Channel):
     """One mailbox: citizens write to `address`; replies go out from it, in their thread."""
 
     name = "email"

@@ -34,6 +34,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from channels.base import (
+    Channel,
     EventSink,
     PermanentFailure,
     RetryLater,
@@ -61,7 +62,7 @@ OUTSIDE_WINDOW = 2018278  # error_subcode: "sent outside of allowed window"
 MediaLoader = Callable[[str], Awaitable[bytes]]
 
 
-class FacebookChannel:
+class FacebookChannel(Channel):
     """One Facebook Page; citizens write to it in Messenger."""
 
     name = "facebook"

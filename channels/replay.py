@@ -10,11 +10,11 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from channels.base import EventSink
+from channels.base import Channel, EventSink
 from normalizer.messages import Contact, GeoPoint, Inbound, MediaRef, Outbound
 
 
-class ReplayChannel:
+class ReplayChannel(Channel):
     def __init__(self, name: str, base_dir: Path = Path(".")) -> None:
         self.name = name
         self.base_dir = base_dir

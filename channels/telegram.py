@@ -48,7 +48,7 @@ from telegram.error import (
     TelegramError,
 )
 
-from channels.base import EventSink, PermanentFailure, RetryLater, Unreachable
+from channels.base import Channel, EventSink, PermanentFailure, RetryLater, Unreachable
 from channels.telegram_http import AiohttpRequest
 from channels.text_split import split_text
 from channels.webapp import NotReady, WebhookRejected, WebhookRoute
@@ -65,7 +65,7 @@ MAX_TEXT = 4096  # Bot API limit, counted in UTF-16 code units
 CONNECTIONS = 32  # to the Bot API at once: the outbox sends at most 16 in a batch, media downloads share it
 
 
-class TelegramChannel:
+class TelegramChannel(Channel):
     """One bot token; citizens in private chats, IOC staff in the configured group."""
 
     name = "telegram"

@@ -29,7 +29,7 @@ from typing import Any
 import httpx
 from starlette.routing import Route
 
-from channels.base import EventSink, PermanentFailure, RetryLater, WindowClosed
+from channels.base import Channel, EventSink, PermanentFailure, RetryLater, WindowClosed
 from channels.http_media import download_capped
 from channels.maplinks import point_from_links
 from channels.text_split import split_text
@@ -57,7 +57,7 @@ MAX_SKEW_SECONDS = 300.0  # how far ahead of our clock a timestamp may be
 MediaLoader = Callable[[str], Awaitable[bytes]]
 
 
-class ZaloChannel:
+class ZaloChannel(Channel):
     """One OA; citizens only (IOC staff work in the Telegram group)."""
 
     name = "zalo"

@@ -13,6 +13,7 @@ from replies.deliver import publish
 from replies.loop import Loop, local_time, notify_ioc, queue_mail
 from replies.tokens import APPROVAL, RESULT
 from store.models import Reflection
+from store.outbox_keys import Kind, outbox_key
 from store.repos import Store
 
 SYSTEM_APPROVAL = Actor("system:approval", SYSTEM)
@@ -28,7 +29,7 @@ async def submit_result(store: Store, loop: Loop, case: Reflection, text: str, a
                              reason="result submitted")
     if agency is not None and agency.requires_leader_approval:
         text = loop.render("approval_request", case=moved, agency=agency.name, attachments=len(attachments))
-        await queue_mail(store, f"apr:{case.code}:{moved.version}", agency.head_email,
+        await queue_mail(store, outbox_key(Kind.APPROVAL, case.code, moved.version), agency.head_email,
                          loop.subject("approval", moved), text,
                          reply_to=loop.tokens.address(case.code, APPROVAL), photos=attachments)
         return moved
@@ -79,7 +80,7 @@ async def send_back(store: Store, loop: Loop, code: str, actor: Actor, comment: 
     if agency is not None:
         text = loop.render("sent_back", case=moved, agency=agency.name, comment=comment,
                            at=local_time(now))
-        await queue_mail(store, f"back:{code}:{moved.version}", agency.focal_email,
+        await queue_mail(store, outbox_key(Kind.SEND_BACK, code, moved.version), agency.focal_email,
                          loop.subject("sent_back", moved), text,
                          reply_to=loop.tokens.address(code, RESULT))
     return moved

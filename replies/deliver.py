@@ -15,8 +15,10 @@ from normalizer.messages import Button, Inbound, Outbound
 from normalizer.signals import Command
 from normalizer.texts import Texts
 from replies.loop import EMAIL, Loop
+from store.conversations import conversation_id
 from store.media import MediaStore
 from store.models import Conversation, OutboxItem, Person, Reflection, Subscriber
+from store.outbox_keys import Kind, OutboxKey, outbox_key
 from store.repos import Store
 
 PUBLISHER = Actor("system:publish", SYSTEM)
@@ -34,7 +36,7 @@ async def publish(store: Store, loop: Loop, case: Reflection, now: datetime,
     images = await _images(store, moved.result_attachments)
     for sub in moved.subscribers:
         message = result_message(loop, moved, sub, images)
-        await store.outbox.enqueue(f"result:{moved.code}:{round_no}:{sub.channel}:{sub.address}",
+        await store.outbox.enqueue(outbox_key(Kind.RESULT, moved.code, round_no, sub.channel, sub.address),
                                    sub.channel, sub.address, message)
         await _await_rating(store, moved, sub)
     return moved
@@ -77,7 +79,7 @@ async def _images(store: Store, file_ids: list[str]) -> list[str]:
 
 async def _await_rating(store: Store, case: Reflection, sub: Subscriber) -> None:
     conv = await store.conversations.get(sub.channel, sub.address) or Conversation(
-        _id=f"{sub.channel}:{sub.address}", channel=sub.channel, sender=sub.address,
+        _id=conversation_id(sub.channel, sub.address), channel=sub.channel, sender=sub.address,
         stage="rating", language=sub.language, context=dict(sub.context))
     conv.rating_for = case.code
     await store.conversations.save(conv)
@@ -122,9 +124,10 @@ async def fall_back(store: Store, loop: Loop, item: OutboxItem, email_enabled: b
 
     Returns the route used ("email" / "sms") and records it on the case.
     """
-    if not item.id.startswith("result:"):
+    key = OutboxKey.parse(item.id)
+    if key is None or key.kind is not Kind.RESULT or key.case_code is None:
         return None
-    case = await store.reflections.get(item.id.split(":")[1])
+    case = await store.reflections.get(key.case_code)
     if case is None:
         return None
     person = contact_of(case, item.channel, item.address)

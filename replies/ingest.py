@@ -17,6 +17,7 @@ from normalizer.messages import Inbound
 from normalizer.text import fold
 from replies.loop import KEYWORDS
 from replies.tokens import Token, Tokens
+from store.outbox_keys import Kind, OutboxKey
 from store.repos import Store
 
 RECIPIENT_HEADERS = ("to", "delivered_to", "cc")
@@ -80,7 +81,8 @@ async def match_case(store: Store, tokens: Tokens, inbound: Inbound) -> Match:
     thread = (inbound.context.get("in_reply_to", "") + " " + inbound.context.get("references", "")).split()
     for message_id in reversed(thread):
         for item in await store.outbox.all(platform_message_id=message_id):
-            if item.id.startswith(("fwd:", "apr:", "back:")):
-                return Match(item.id.split(":")[1], None, "thread")
+            key = OutboxKey.parse(item.id)
+            if key is not None and key.kind in (Kind.FORWARD, Kind.APPROVAL, Kind.SEND_BACK):
+                return Match(key.case_code, None, "thread")
     codes = extract_report_codes(inbound.context.get("subject", ""))
     return Match(codes[0], None, "subject") if codes else Match(None, None, "none")

@@ -14,6 +14,7 @@ from normalizer.texts import display_phone
 from replies.loop import Loop, local_time, queue_mail
 from replies.tokens import RESULT
 from store.models import Reflection
+from store.outbox_keys import Kind, outbox_key
 from store.repos import Store
 
 
@@ -49,7 +50,7 @@ class EmailSendMethod:
             return_hours=loop.policy.deadline_hours("return_wrong_jurisdiction"),
             reporter=case.citizen.name if contact else None,
             phone=display_phone(case.citizen.phone or "") if contact else None)
-        await queue_mail(store, f"fwd:{case.code}:{round_no}", agency.focal_email,
+        await queue_mail(store, outbox_key(Kind.FORWARD, case.code, round_no), agency.focal_email,
                          loop.subject("forward", case), text,
                          reply_to=loop.tokens.address(case.code, RESULT), photos=list(case.photos))
 

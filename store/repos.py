@@ -10,7 +10,6 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime, timedelta
 from typing import Any, AsyncIterator, Sequence
 
-from bson import ObjectId
 from pymongo import UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import DuplicateKeyError
@@ -28,11 +27,6 @@ from store.reports import ReportReads
 from store.safe import plain
 
 OUTBOX_LEASE = timedelta(seconds=120)
-
-
-def reply_prefix(record_id: ObjectId) -> str:
-    """The outbox keys of the bot's replies to one inbound event start with this (`in:<id>:n`)."""
-    return f"in:{record_id}:"
 
 
 class OutboxRepo(Repo):

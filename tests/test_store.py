@@ -250,3 +250,21 @@ async def test_a_gateway_sigkilled_inside_a_scheduler_transaction_leaves_nothing
     await restarted.close()
     await database.client.drop_database(name)
     await database.close()
+
+
+def test_outbox_keys_are_built_and_read_back_by_one_type() -> None:
+    """The keys the agency loop and the result fallback read back name their case; a key no
+    code built, or one made of hostile text, names none."""
+    from store.outbox_keys import Kind, OutboxKey, outbox_key
+
+    key = outbox_key(Kind.RESULT, "PA-2026-000123", 2, "email", "an@example.vn")
+    assert key == "result:PA-2026-000123:2:email:an@example.vn"
+    parsed = OutboxKey.parse(key)
+    assert parsed is not None and parsed.kind is Kind.RESULT and parsed.case_code == "PA-2026-000123"
+    assert OutboxKey.parse(outbox_key(Kind.STAFF_FAILED, "65a1")).to_staff  # type: ignore[union-attr]
+    assert OutboxKey.parse(outbox_key(Kind.FORWARD, "PA-2026-000001", 1)).to_staff is False  # type: ignore[union-attr]
+    expire = OutboxKey.parse(outbox_key(Kind.EXPIRE, "zalo", "u1", "202612021030"))
+    assert expire is not None and expire.case_code is None  # not about a case
+    for hostile in ["", ":", "alert-1", "$where:1", "fwd", "staff-:x", "RESULT:PA-1"]:
+        found = OutboxKey.parse(hostile)
+        assert found is None or found.case_code in (None, "")
