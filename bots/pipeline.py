@@ -34,7 +34,7 @@ from store.conversations import ConversationBuffer, conversation_id
 from store.database import Database
 from store.errors import conflict, describe, unavailable
 from store.group_commit import GroupCommit
-from store.inbound import UNFINISHED
+from store.inbound import UNFINISHED, Recorded
 from store.media import MediaStore
 from store.models import InboundRecord, OutboxItem
 from store.outbox_keys import reply_prefix
@@ -81,10 +81,11 @@ class Pipeline:
             return True
         return store_event
 
-    async def _store_events(self, events: Sequence[tuple[str, str, str, dict[str, Any]]]) -> list[InboundRecord | None]:
-        """The group commit's write: the new events are queued as soon as they are stored."""
+    async def _store_events(self, events: Sequence[tuple[str, str, str, dict[str, Any]]]) -> list[Recorded]:
+        """The group commit's write: the new events are queued as soon as they are stored (an
+        event refused alone is raised to its own caller by the group commit)."""
         records = await Store(self.database).inbound.record_many(events)
-        self._enqueue(r for r in records if r is not None)
+        self._enqueue(r for r in records if isinstance(r, InboundRecord))
         return records
 
     async def stored(self) -> None:

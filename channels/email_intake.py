@@ -4,8 +4,8 @@
 oldest first, and flags the message \\Seen only when it returns True. A store or server that
 is away makes it raise: the reader reconnects and reads the same UID again later, so an outage
 never loses mail. A mail over the limit is read in part (`channels/email_oversize.py`). A mail
-the store refuses for good (twice in a row, in case the refusal was another event's in the same
-group write), or that fails MAX_FAILURES times in a row for a reason nobody knows, is recorded
+the store refuses for good (the group write refuses each event alone: `store.inbound`), or
+that fails MAX_FAILURES times in a row for a reason nobody knows, is recorded
 through the sink as "quarantined" (its headers and the start of its text; the whole raw mail
 in GridFS once the gateway bound the channel to its database), and the reader goes on with the
 next UID. The pipeline then marks that event failed with its reason (`EmailChannel.skip_reason`).
@@ -57,21 +57,15 @@ class MailIntake:
             return False  # expunged meanwhile
         raw = base64.b64decode(payload["raw"])
         message_id, sender = envelope(raw)
-        tries = 0
-        while True:
-            tries += 1
-            try:
-                await sink(message_id, sender, payload)
-                break
-            except Exception as exc:  # noqa: BLE001 - sorted out by `verdict`
-                kind = verdict(exc)
-                if kind == "transient":
-                    raise  # the store is away: leave the mail unseen, read it again later
-                if kind == "permanent" and tries == 1:
-                    continue  # a group write fails for all its events: was it really this one?
-                if kind == "unknown" and self._count(uid, exc) < self.max_failures:
-                    raise
-                return await self._quarantine(uid, fetch, sink, raw, describe(exc), payload.get("oversize"))
+        try:
+            await sink(message_id, sender, payload)
+        except Exception as exc:  # noqa: BLE001 - sorted out by `verdict`
+            kind = verdict(exc)
+            if kind == "transient":
+                raise  # the store is away: leave the mail unseen, read it again later
+            if kind == "unknown" and self._count(uid, exc) < self.max_failures:
+                raise
+            return await self._quarantine(uid, fetch, sink, raw, describe(exc), payload.get("oversize"))
         self._failures.pop(uid, None)
         return True
 

@@ -14,11 +14,12 @@ from typing import Awaitable, Callable, Generic, Sequence, TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
-Write = Callable[[Sequence[T]], Awaitable[Sequence[R]]]
+Write = Callable[[Sequence[T]], Awaitable[Sequence[R | Exception]]]
 
 
 class GroupCommit(Generic[T, R]):
-    """`write(items)` returns one result per item, in order, or raises for all of them."""
+    """`write(items)` returns one result per item, in order, or raises for all of them; a
+    result that is an exception is raised to that item's caller alone."""
 
     def __init__(self, write: Write[T, R], max_batch: int = 256) -> None:
         self.write = write
@@ -52,5 +53,9 @@ class GroupCommit(Generic[T, R]):
                     raise
                 continue
             for (_, future), result in zip(batch, results, strict=True):
-                if not future.done():
+                if future.done():
+                    continue
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
                     future.set_result(result)

@@ -9,15 +9,17 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from bson import ObjectId
-from pymongo.errors import BulkWriteError
+from bson.errors import BSONError
+from pymongo.errors import BulkWriteError, PyMongoError, WriteError
 
 from normalizer.messages import utcnow
 from store.base import Repo
 from store.database import journaled
-from store.errors import DUPLICATE_KEY
+from store.errors import DUPLICATE_KEY, unavailable
 from store.models import InboundRecord
-from store.safe import plain
+from store.safe import UnsafeValue, plain
 
+Recorded = InboundRecord | None | Exception  # per event: stored, known before, or refused alone
 UNFINISHED = ["pending", "processing"]  # "processing": left by runs from before the in-memory queue
 
 
@@ -26,25 +28,57 @@ class InboundRepo(Repo):
 
     async def record(self, channel: str, message_id: str, sender: str, payload: dict[str, Any]) -> bool:
         """One event stored (Open311 intake, inside its own transaction); False if known."""
-        return (await self.record_many([(channel, message_id, sender, payload)]))[0] is not None
+        outcome = (await self.record_many([(channel, message_id, sender, payload)]))[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome is not None
 
-    async def record_many(self, events: Sequence[tuple[str, str, str, dict[str, Any]]]) -> list[InboundRecord | None]:
+    async def record_many(self, events: Sequence[tuple[str, str, str, dict[str, Any]]]) -> list[Recorded]:
         """Called by the pipeline's sink with every event that arrived meanwhile: one journaled
-        write (the platform hears 200 only for what survives a server crash); per event its
-        new record, or None when that (channel, message id) was stored before."""
+        write (the platform hears 200 only for what survives a server crash). Per event its new
+        record, None when that (channel, message id) was stored before, or the error that event
+        alone met (a value that is not plain, a document the server refuses): one bad event never
+        fails the others written with it. An outage raises for all."""
         now = utcnow()
-        docs = [{"channel": plain(channel), "message_id": plain(message_id), "sender": plain(sender),
-                 "payload": payload, "status": "pending", "attempts": 0, "received_at": now}
-                for channel, message_id, sender, payload in events]
-        known: set[int] = set()
+        outcomes: list[Recorded] = []
+        docs: list[dict[str, Any]] = []
+        for channel, message_id, sender, payload in events:
+            try:
+                docs.append({"channel": plain(channel), "message_id": plain(message_id), "sender": plain(sender),
+                             "payload": payload, "status": "pending", "attempts": 0, "received_at": now})
+            except UnsafeValue as exc:
+                outcomes.append(exc)
+            else:
+                outcomes.append(None)
+        inserted = iter(await self._insert(docs))
+        return [outcome if isinstance(outcome, Exception) else next(inserted) for outcome in outcomes]
+
+    async def _insert(self, docs: list[dict[str, Any]]) -> list[Recorded]:
+        """The documents inserted together; when the batch as a whole is refused (a document
+        too large fails it before it is sent), each alone, so only the bad one fails."""
+        if not docs:
+            return []
+        refused: dict[int, Exception | None] = {}
         try:
             await journaled(self.db.inbound, self.s).insert_many(docs, ordered=False, session=self.s)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") not in DUPLICATE_KEY for e in errors):
+        except BulkWriteError as exc:  # the others were inserted (unordered): per document
+            for error in exc.details.get("writeErrors", []):
+                duplicate = error.get("code") in DUPLICATE_KEY
+                refused[error["index"]] = None if duplicate else WriteError(error.get("errmsg", ""),
+                                                                            error.get("code"), error)
+        except (PyMongoError, BSONError) as exc:
+            if len(docs) == 1 or unavailable(exc):
                 raise
-            known = {e["index"] for e in errors}
-        return [None if n in known else InboundRecord.model_validate(doc) for n, doc in enumerate(docs)]
+            return [outcome for doc in docs for outcome in await self._insert_alone(doc)]
+        return [refused[n] if n in refused else InboundRecord.model_validate(doc) for n, doc in enumerate(docs)]
+
+    async def _insert_alone(self, doc: dict[str, Any]) -> list[Recorded]:
+        try:
+            return await self._insert([doc])
+        except (PyMongoError, BSONError) as exc:
+            if unavailable(exc):
+                raise
+            return [exc]
 
     async def get(self, channel: str, message_id: str) -> InboundRecord | None:
         """The stored event (raw payload included): the agency mail's attachments

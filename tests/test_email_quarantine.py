@@ -206,9 +206,9 @@ async def test_quarantine_mail_the_store_refuses_keeps_it_in_gridfs_and_reads_on
     try:
         async with running(database, inbox, smtp.port):
             await asyncio.sleep(1.0)  # connected and idling; the scheduler's first pass is over
-            # the store refuses the next two writes ("object to insert too large"): the reader
-            # tries twice, then quarantines the mail and goes on
-            await admin.admin.command({"configureFailPoint": "failCommand", "mode": {"times": 2}, "data": {
+            # the store refuses the next write ("object to insert too large"): the reader
+            # quarantines the mail at once and goes on
+            await admin.admin.command({"configureFailPoint": "failCommand", "mode": {"times": 1}, "data": {
                 "failCommands": ["insert"], "appName": app, "errorCode": 10334}})
             await inbox.append(refused)
             await inbox.append(gmail("<CA+after-refused@mail.gmail.com>"))
@@ -276,6 +276,12 @@ class RefusingSink(RecordingSink):
         return await super().__call__(message_id, sender, payload)
 
 
+def refusing_until_quarantined(message_id: str, error: BaseException) -> RefusingSink:
+    """A sink that refuses `message_id` with `error` until it comes as a quarantined event."""
+    return RefusingSink(lambda mid, payload, n: error if mid == message_id and "quarantined" not in payload
+                        else None)
+
+
 async def read_all(server: DovecotServer, sink: RecordingSink, **channel: Any) -> None:
     reader = make_channel(server, poll_seconds=1.0, **channel)
     await reader.start(sink)
@@ -296,12 +302,7 @@ async def test_quarantine_never_for_a_store_that_is_down(inbox):  # noqa: F811
 async def test_quarantine_after_three_unexplained_failures_then_the_next_mail(inbox):  # noqa: F811
     await inbox.append(citizen_mail(31))
     await inbox.append(citizen_mail(32))
-
-    def refuse(message_id: str, payload: dict[str, Any], n: int) -> BaseException | None:
-        if message_id == "<report-31@example.com>" and "quarantined" not in payload:
-            return RuntimeError("the store said no")
-        return None
-    sink = RefusingSink(refuse)
+    sink = refusing_until_quarantined("<report-31@example.com>", RuntimeError("the store said no"))
     await read_all(inbox, sink)
     assert sink.attempts == [("<report-31@example.com>", False)] * 3 + [
         ("<report-31@example.com>", True), ("<report-32@example.com>", False)]
@@ -313,15 +314,11 @@ async def test_quarantine_after_three_unexplained_failures_then_the_next_mail(in
 async def test_quarantine_at_once_for_a_document_the_store_can_never_take(inbox):  # noqa: F811
     await inbox.append(citizen_mail(33, photo=jpeg()))
     await inbox.append(citizen_mail(34))
-
-    def refuse(message_id: str, payload: dict[str, Any], n: int) -> BaseException | None:
-        if message_id == "<report-33@example.com>" and "quarantined" not in payload:
-            return DocumentTooLarge("BSON document too large (17365662 bytes)")
-        return None
-    sink = RefusingSink(refuse)
+    sink = refusing_until_quarantined("<report-33@example.com>",
+                                      DocumentTooLarge("BSON document too large (17365662 bytes)"))
     await read_all(inbox, sink)
-    # tried twice at once (a group write fails for all its events), then quarantined
-    assert sink.attempts == [("<report-33@example.com>", False)] * 2 + [
+    # refused for good (a group write refuses each event alone): quarantined at once
+    assert sink.attempts == [("<report-33@example.com>", False)] + [
         ("<report-33@example.com>", True), ("<report-34@example.com>", False)]
     assert sink.calls[0][2]["quarantined"] == "DocumentTooLarge: BSON document too large (17365662 bytes)"
 

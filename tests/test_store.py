@@ -8,14 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from bson.errors import InvalidDocument
 from pymongo import MongoClient
-from pymongo.errors import OperationFailure
+from pymongo.errors import DocumentTooLarge, OperationFailure, WriteError
 
 from normalizer.messages import Outbound
 from store.database import DatabaseUnavailable, connect
 from store.embedded import EmbeddedServer, EmbeddedServerError, free_port
 from store.media import MediaStore
-from store.models import Reflection
+from store.models import InboundRecord, Reflection
 from store.repos import Store, unit_of_work
 from store.safe import UnsafeValue
 from store.sessions import SessionPool
@@ -35,8 +36,10 @@ async def test_same_inbound_message_twice_is_stored_once(database):
 async def test_events_stored_together_keep_one_copy_each_and_finish_once(database):
     store = Store(database)
     await store.inbound.record("zalo", "m-1", "u1", {})
-    records = await store.inbound.record_many([("zalo", "m-1", "u1", {}), ("zalo", "m-2", "u1", {"n": 2}),
-                                               ("zalo", "m-2", "u1", {"n": 2}), ("telegram", "m-1", "u2", {})])
+    outcomes = await store.inbound.record_many([("zalo", "m-1", "u1", {}), ("zalo", "m-2", "u1", {"n": 2}),
+                                                ("zalo", "m-2", "u1", {"n": 2}), ("telegram", "m-1", "u2", {})])
+    records = [r for r in outcomes if not isinstance(r, Exception)]
+    assert len(records) == len(outcomes)
     assert [r and r.message_id for r in records] == [None, "m-2", None, "m-1"]
     assert await store.inbound.count() == 3
     assert [r.message_id for r in await store.inbound.unfinished()] == ["m-1", "m-2", "m-1"]
@@ -250,6 +253,23 @@ async def test_a_gateway_sigkilled_inside_a_scheduler_transaction_leaves_nothing
     await restarted.close()
     await database.client.drop_database(name)
     await database.close()
+
+
+async def test_poison_event_in_a_group_write_fails_alone(database):
+    """One event the store can never take (a value that is not plain, a document over the
+    server's limit) fails alone: the other events written with it are stored and queued."""
+    store = Store(database)
+    huge = {"raw": "x" * 17_000_000}  # over the 16 MiB document limit
+    nul_key = {"te\x00xt": "a key BSON cannot hold"}  # refused before sending: the whole batch was
+    outcomes = await store.inbound.record_many([("email", "ok-1", "a@x.vn", {}), ("email", "big", "b@x.vn", huge),
+                                                ("email", "bad\x00id", "c@x.vn", {}), ("zalo", "ok-2", "u1", {}),
+                                                ("zalo", "nul", "u2", nul_key)])
+    ok_1, big, bad, ok_2, unencodable = outcomes
+    assert isinstance(unencodable, InvalidDocument)
+    assert isinstance(ok_1, InboundRecord) and isinstance(ok_2, InboundRecord)
+    assert isinstance(big, (WriteError, DocumentTooLarge))  # refused by the server or before sending
+    assert isinstance(bad, UnsafeValue)
+    assert sorted(r.message_id for r in await store.inbound.unfinished()) == ["ok-1", "ok-2"]
 
 
 def test_outbox_keys_are_built_and_read_back_by_one_type() -> None:
