@@ -45,7 +45,7 @@ def absorb(draft: Draft, inbound: Inbound, u: Understanding | None, asking: str 
     if inbound.contact is not None:
         phone = parse_phone(inbound.contact.phone)
         if phone:
-            draft.phone, out.changed = phone, True
+            draft.phone, draft.phone_verified, out.changed = phone, True, True
             if inbound.contact.name and not draft.name:
                 draft.name_offered = title_case_name(inbound.contact.name)
     if u is not None:
@@ -89,6 +89,7 @@ def _text(draft: Draft, text: str, u: Understanding, asking: str | None, out: Ab
         draft.name, draft.name_offered = title_case_name(text.strip()), None
         out.changed = True
     if u.phone:
+        draft.phone_verified = draft.phone_verified and u.phone == draft.phone  # a typed number is not vouched for
         draft.phone, draft.phone_offered = u.phone, None
         out.changed = True
     elif asking == "phone":

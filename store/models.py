@@ -37,9 +37,25 @@ class Place(Record):
     commune_code: str | None = None
 
 
+class Consent(Record):
+    """Which ways the citizen agreed to receive the result (Law 91/2025/QH15, Decree 356/2025).
+
+    Asked once during intake, never pre-ticked; `ways` holds the ones agreed to, from
+    CONSENT_WAYS; `wording` is the exact question shown, `at` when the answer came.
+    """
+
+    ways: list[str] = []
+    wording: str = ""
+    at: datetime = Field(default_factory=utcnow)
+
+
+CONSENT_WAYS = ("chat", "zalo_phone", "sms", "email")
+
+
 class Person(Record):
     name: str | None = None
     phone: str | None = None
+    phone_verified: bool = False  # the platform vouched for it, or the citizen typed back a code
     email: str | None = None
     address: str | None = None
 
@@ -153,6 +169,8 @@ class Draft(Record):
     name_offered: str | None = None  # from the platform profile or a past report; needs a yes
     phone: str | None = None
     phone_offered: str | None = None
+    phone_verified: bool = False  # set only from a platform-vouched Contact (or a one-time code)
+    consent: Consent | None = None  # None until the citizen answered the consent question
     email: str | None = None
     address: str | None = None
     content: str | None = None
