@@ -20,7 +20,7 @@ from normalizer.signals import Command, parse_command
 from normalizer.text import fold, has_diacritics
 from normalizer.texts import Texts, display_phone
 from normalizer.understand import Understanding, understand
-from replies.deliver import citizen_feedback
+from replies.feedback import citizen_feedback
 from store.conversations import conversation_id
 from store.models import Conversation, Draft, Place
 from store.repos import Store

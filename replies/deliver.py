@@ -2,18 +2,16 @@
 
 `replies.approval` calls `publish` once a result is approved: every subscriber of the case
 (the reporter and citizens linked as duplicates) gets the result on their own channel through
-the outbox, with the rating question (001 Đ11). The intake conversation calls
-`citizen_feedback` for a rating or follow-up; the outbox worker calls `fall_back` (through
+the outbox, with the rating question (001 Đ11); what the citizen says back is read by
+`replies.feedback`. The outbox worker calls `fall_back` (through
 `AgencyLoop.on_window_closed`) when a platform's messaging window has closed.
 """
 from __future__ import annotations
 
 from datetime import datetime
 
-from cases.lifecycle import CITIZEN, SYSTEM, Actor, note, transition
-from normalizer.messages import Button, Inbound, Outbound
-from normalizer.signals import Command
-from normalizer.texts import Texts
+from cases.lifecycle import SYSTEM, Actor, note, transition
+from normalizer.messages import Button, Outbound
 from replies.loop import EMAIL, Loop
 from store.conversations import conversation_id
 from store.media import MediaStore
@@ -83,40 +81,6 @@ async def _await_rating(store: Store, case: Reflection, sub: Subscriber) -> None
         stage="rating", language=sub.language, context=dict(sub.context))
     conv.rating_for = case.code
     await store.conversations.save(conv)
-
-
-async def citizen_feedback(store: Store, texts: Texts, conv: Conversation, inbound: Inbound,
-                           command: Command | None) -> str | None:
-    """A rating, or a follow-up question, on the result awaiting rating; None if neither.
-
-    'Không hài lòng' and follow-up questions reopen the case to the agency with the
-    citizen's words (001 Đ11); the other ratings close it.
-    """
-    rating = command.value if command is not None and command.kind == "rating" else None
-    followup = rating is None and command is None and "?" in inbound.text and not conv.draft.content
-    case = await store.reflections.get(conv.rating_for or "")
-    if case is None or (rating is None and not followup):
-        return None
-    actor = Actor(f"citizen:{inbound.channel}:{inbound.sender}", CITIZEN)
-    words = inbound.text.strip() or (rating or "")
-    at = inbound.received_at
-    if rating in ("satisfied", "acceptable") and case.status == "published":
-        await transition(store, case, "closed", actor, at=at, reason=words, changes={"rating": rating})
-    elif case.status in ("published", "closed") and (followup or rating == "not_satisfied"):
-        changes = {"rating": rating} if rating else None
-        await transition(store, case, "reopened", actor, at=at, reason=words, changes=changes)
-    else:
-        await note(store, case, actor, "rating", words)
-    await _done_rating(store, conv)
-    return texts.render("rating_thanks", conv.language, code=case.code, kind=rating or "followup")
-
-
-async def _done_rating(store: Store, conv: Conversation) -> None:
-    conv.rating_for = None
-    if conv.stage == "rating":
-        await store.conversations.delete(conv.id)
-    else:
-        await store.conversations.save(conv)
 
 
 async def fall_back(store: Store, loop: Loop, item: OutboxItem, email_enabled: bool) -> str | None:

@@ -13,7 +13,8 @@ from normalizer.messages import Inbound, Outbound
 from normalizer.signals import parse_command
 from normalizer.texts import Texts
 from replies import approval
-from replies.deliver import citizen_feedback, fall_back
+from replies.deliver import fall_back
+from replies.feedback import citizen_feedback
 from replies.forward import forward_pending
 from replies.loop import Loop
 from replies.tokens import Tokens
